@@ -1,0 +1,29 @@
+//! `qube-agent`: the protocol core and (in later modules) the daemon that
+//! watches Nostr relays for HyperQube directives (kind 33321) and acts when a
+//! quorum of trusted keys agrees.
+//!
+//! This crate is the one place the wire format lives; `govctl` and the tests
+//! use it too.
+//!
+//! * [`event`]: strict NIP-01 event parsing, canonical id, BIP-340
+//!   verification and signing.
+//! * [`message`]: relay-to-client message parsing, client-to-relay message
+//!   building (NIP-01, NIP-42).
+//! * [`keys`]: BIP-340 keys and Schnorr verification.
+//!
+//! Every byte from a relay is untrusted: parsing is bounded by [`Limits`],
+//! never panics, and reports what was wrong as an [`Error`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod event;
+mod json;
+pub mod keys;
+pub mod message;
+
+pub use error::{Error, Field, HexProblem, TagProblem};
+pub use event::{Event, EventData, Limits, UnsignedEvent, UnverifiedEvent};
+pub use keys::Keys;
+pub use message::{ClientMessage, Filter, RelayMessage};

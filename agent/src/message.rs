@@ -1,0 +1,406 @@
+//! NIP-01 relay messages: strict parsing of what a relay sends
+//! (`EVENT`, `EOSE`, `OK`, `NOTICE`, `CLOSED`, `AUTH`) and building of what a
+//! client sends (`REQ`, `CLOSE`, `EVENT`, `AUTH`; NIP-42 for the latter).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Field};
+use crate::event::{parse_hex, Event, Limits, UnverifiedEvent, EVENT_DEPTH};
+use crate::json::{self, fail, reject_other_types, Any};
+
+/// Longest subscription id NIP-01 allows, in bytes.
+pub const MAX_SUBSCRIPTION_ID_BYTES: usize = 64;
+
+/// A message from a relay to a client (NIP-01; `AUTH` per NIP-42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayMessage {
+    /// `["EVENT", <subscription id>, <event>]`. The event is parsed strictly
+    /// but not verified.
+    Event {
+        /// Subscription the event answers, 1..=64 bytes.
+        subscription_id: String,
+        /// The event, unverified.
+        event: UnverifiedEvent,
+    },
+    /// `["EOSE", <subscription id>]`: stored events end, live ones follow.
+    Eose {
+        /// Subscription id, 1..=64 bytes.
+        subscription_id: String,
+    },
+    /// `["OK", <event id>, <accepted>, <message>]`: answer to a published event.
+    Ok {
+        /// 32-byte id of the event answered.
+        event_id: [u8; 32],
+        /// Whether the relay stored it.
+        accepted: bool,
+        /// Reason, possibly empty; machine prefix such as `auth-required:`.
+        message: String,
+    },
+    /// `["NOTICE", <message>]`: human-readable text.
+    Notice {
+        /// The text.
+        message: String,
+    },
+    /// `["CLOSED", <subscription id>, <message>]`: the relay ended a subscription.
+    Closed {
+        /// Subscription id, 1..=64 bytes.
+        subscription_id: String,
+        /// Reason, possibly empty.
+        message: String,
+    },
+    /// `["AUTH", <challenge>]` (NIP-42).
+    Auth {
+        /// The challenge string to sign into a kind 22242 event.
+        challenge: String,
+    },
+}
+
+/// Depth of the deepest relay message: array > event object > tags > tag.
+const MESSAGE_DEPTH: usize = EVENT_DEPTH + 1;
+
+impl RelayMessage {
+    /// Parses one relay message (a websocket text frame).
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] over `limits.max_message_bytes` (checked first) or
+    /// an `EVENT` whose event exceeds `limits.max_event_bytes`;
+    /// [`Error::InvalidUtf8`], [`Error::TooDeep`], [`Error::Json`];
+    /// [`Error::NotAMessage`], [`Error::UnknownMessageType`],
+    /// [`Error::MessageLength`], [`Error::MessageElement`],
+    /// [`Error::InvalidSubscriptionId`], and any event error for `EVENT`.
+    pub fn from_json(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        let text = json::precheck(
+            bytes,
+            "relay message",
+            limits.max_message_bytes,
+            MESSAGE_DEPTH,
+        )?;
+        let mut slot = None;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = MessageSeed {
+            limits,
+            slot: &mut slot,
+        }
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m));
+        json::finish(parsed, &mut slot)
+    }
+}
+
+struct MessageSeed<'a> {
+    limits: &'a Limits,
+    slot: &'a mut Option<Error>,
+}
+
+impl MessageSeed<'_> {
+    fn wrong_type<E: de::Error>(self, found: &'static str) -> E {
+        fail(self.slot, Error::NotAMessage { found })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = RelayMessage;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RelayMessage, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Reads the next element of a message as a typed value or records why not.
+struct Elements<'s, A> {
+    seq: A,
+    message: &'static str,
+    expected: usize,
+    position: usize,
+    slot: &'s mut Option<Error>,
+}
+
+impl<'de, A: SeqAccess<'de>> Elements<'_, A> {
+    fn err(&mut self, e: Error) -> A::Error {
+        fail(self.slot, e)
+    }
+
+    fn next_any(&mut self) -> Result<Any, A::Error> {
+        self.position += 1;
+        match self.seq.next_element::<Any>()? {
+            Some(v) => Ok(v),
+            None => Err(self.err(Error::MessageLength {
+                message: self.message,
+                expected: self.expected,
+            })),
+        }
+    }
+
+    fn bad(&mut self, expected: &'static str) -> A::Error {
+        let e = Error::MessageElement {
+            message: self.message,
+            position: self.position - 1,
+            expected,
+        };
+        self.err(e)
+    }
+
+    fn text(&mut self, max: usize) -> Result<String, A::Error> {
+        match self.next_any()? {
+            Any::Str(s) if s.len() <= max => Ok(s),
+            Any::Str(s) => Err(self.err(Error::TooLarge {
+                what: "relay message text",
+                len: s.len(),
+                max,
+            })),
+            _ => Err(self.bad("a string")),
+        }
+    }
+
+    fn subscription_id(&mut self) -> Result<String, A::Error> {
+        match self.next_any()? {
+            Any::Str(s) if !s.is_empty() && s.len() <= MAX_SUBSCRIPTION_ID_BYTES => Ok(s),
+            Any::Str(s) => Err(self.err(Error::InvalidSubscriptionId { len: s.len() })),
+            _ => Err(self.bad("a subscription id string")),
+        }
+    }
+
+    fn raw(&mut self) -> Result<&'de RawValue, A::Error> {
+        self.position += 1;
+        match self.seq.next_element::<&'de RawValue>()? {
+            Some(v) => Ok(v),
+            None => Err(self.err(Error::MessageLength {
+                message: self.message,
+                expected: self.expected,
+            })),
+        }
+    }
+
+    fn end(mut self) -> Result<(), A::Error> {
+        match self.seq.next_element::<de::IgnoredAny>()? {
+            None => Ok(()),
+            Some(_) => Err(self.err(Error::MessageLength {
+                message: self.message,
+                expected: self.expected,
+            })),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_> {
+    type Value = RelayMessage;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a relay message array")
+    }
+
+    reject_other_types!(except seq);
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RelayMessage, A::Error> {
+        let limits = self.limits;
+        let kind = match seq.next_element::<Any>()? {
+            None => {
+                return Err(fail(
+                    self.slot,
+                    Error::NotAMessage {
+                        found: "empty array",
+                    },
+                ))
+            }
+            Some(Any::Str(s)) => s,
+            Some(_) => {
+                return Err(fail(
+                    self.slot,
+                    Error::MessageElement {
+                        message: "relay",
+                        position: 0,
+                        expected: "a message type string",
+                    },
+                ))
+            }
+        };
+        let (message, expected) = match kind.as_str() {
+            "EVENT" => ("EVENT", 3),
+            "EOSE" => ("EOSE", 2),
+            "OK" => ("OK", 4),
+            "NOTICE" => ("NOTICE", 2),
+            "CLOSED" => ("CLOSED", 3),
+            "AUTH" => ("AUTH", 2),
+            other => {
+                return Err(fail(
+                    self.slot,
+                    Error::UnknownMessageType(crate::error::truncated(other, 32)),
+                ))
+            }
+        };
+        let mut el = Elements {
+            seq,
+            message,
+            expected,
+            position: 1,
+            slot: self.slot,
+        };
+        let text_max = limits.max_text_bytes;
+        let parsed = match message {
+            "EVENT" => {
+                let subscription_id = el.subscription_id()?;
+                let raw = el.raw()?.get();
+                let event =
+                    json::precheck(raw.as_bytes(), "event", limits.max_event_bytes, EVENT_DEPTH)
+                        .and_then(|text| UnverifiedEvent::from_checked_str(text, limits));
+                match event {
+                    Ok(event) => RelayMessage::Event {
+                        subscription_id,
+                        event,
+                    },
+                    Err(e) => return Err(el.err(e)),
+                }
+            }
+            "EOSE" => RelayMessage::Eose {
+                subscription_id: el.subscription_id()?,
+            },
+            "OK" => {
+                let event_id = match el.next_any()? {
+                    Any::Str(s) => match parse_hex::<32>(&s, Field::Id) {
+                        Ok(id) => id,
+                        Err(_) => return Err(el.bad("a 64-char lowercase hex event id")),
+                    },
+                    _ => return Err(el.bad("a 64-char lowercase hex event id")),
+                };
+                let accepted = match el.next_any()? {
+                    Any::Bool(b) => b,
+                    _ => return Err(el.bad("a boolean")),
+                };
+                let message = el.text(text_max)?;
+                RelayMessage::Ok {
+                    event_id,
+                    accepted,
+                    message,
+                }
+            }
+            "NOTICE" => RelayMessage::Notice {
+                message: el.text(text_max)?,
+            },
+            "CLOSED" => RelayMessage::Closed {
+                subscription_id: el.subscription_id()?,
+                message: el.text(text_max)?,
+            },
+            _ => RelayMessage::Auth {
+                challenge: el.text(text_max)?,
+            },
+        };
+        el.end()?;
+        Ok(parsed)
+    }
+}
+
+/// A NIP-01 subscription filter. Fields left empty/`None` are omitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Event ids (32 bytes each).
+    pub ids: Vec<[u8; 32]>,
+    /// Author pubkeys (32 bytes each).
+    pub authors: Vec<[u8; 32]>,
+    /// Kinds.
+    pub kinds: Vec<u16>,
+    /// Single-letter tag filters: `'d' => ["hyperqube"]` becomes `"#d":["hyperqube"]`.
+    pub tags: BTreeMap<char, Vec<String>>,
+    /// Lower bound on `created_at`, unix seconds.
+    pub since: Option<u64>,
+    /// Upper bound on `created_at`, unix seconds.
+    pub until: Option<u64>,
+    /// Most events to return from storage.
+    pub limit: Option<u64>,
+}
+
+impl Filter {
+    /// The filter as a JSON object.
+    pub fn to_value(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        let hexes = |v: &[[u8; 32]]| Value::from(v.iter().map(hex::encode).collect::<Vec<_>>());
+        if !self.ids.is_empty() {
+            map.insert("ids".into(), hexes(&self.ids));
+        }
+        if !self.authors.is_empty() {
+            map.insert("authors".into(), hexes(&self.authors));
+        }
+        if !self.kinds.is_empty() {
+            map.insert("kinds".into(), Value::from(self.kinds.clone()));
+        }
+        for (letter, values) in &self.tags {
+            map.insert(format!("#{letter}"), Value::from(values.clone()));
+        }
+        if let Some(since) = self.since {
+            map.insert("since".into(), since.into());
+        }
+        if let Some(until) = self.until {
+            map.insert("until".into(), until.into());
+        }
+        if let Some(limit) = self.limit {
+            map.insert("limit".into(), limit.into());
+        }
+        Value::Object(map)
+    }
+}
+
+/// A message from a client to a relay (NIP-01; `AUTH` per NIP-42).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum ClientMessage<'a> {
+    /// `["REQ", <subscription id>, <filter>...]`.
+    Req {
+        /// Subscription id, 1..=64 bytes.
+        subscription_id: &'a str,
+        /// One or more filters.
+        filters: &'a [Filter],
+    },
+    /// `["CLOSE", <subscription id>]`.
+    Close {
+        /// Subscription id, 1..=64 bytes.
+        subscription_id: &'a str,
+    },
+    /// `["EVENT", <event>]`: publish.
+    Event(&'a Event),
+    /// `["AUTH", <kind 22242 event>]` (NIP-42).
+    Auth(&'a Event),
+}
+
+impl ClientMessage<'_> {
+    /// Serializes the message as compact JSON text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSubscriptionId`] when a subscription id is empty or
+    /// over 64 bytes; [`Error::MessageLength`] for a `REQ` without filters.
+    pub fn to_json(&self) -> Result<String, Error> {
+        let check_sub = |id: &str| {
+            if id.is_empty() || id.len() > MAX_SUBSCRIPTION_ID_BYTES {
+                Err(Error::InvalidSubscriptionId { len: id.len() })
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match self {
+            ClientMessage::Req {
+                subscription_id,
+                filters,
+            } => {
+                check_sub(subscription_id)?;
+                if filters.is_empty() {
+                    return Err(Error::MessageLength {
+                        message: "REQ",
+                        expected: 3,
+                    });
+                }
+                let mut items = vec![json!("REQ"), json!(subscription_id)];
+                items.extend(filters.iter().map(Filter::to_value));
+                Value::Array(items).to_string()
+            }
+            ClientMessage::Close { subscription_id } => {
+                check_sub(subscription_id)?;
+                json!(["CLOSE", subscription_id]).to_string()
+            }
+            ClientMessage::Event(event) => format!("[\"EVENT\",{}]", event.to_json()),
+            ClientMessage::Auth(event) => format!("[\"AUTH\",{}]", event.to_json()),
+        })
+    }
+}
