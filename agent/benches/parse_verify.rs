@@ -6,6 +6,8 @@
 
 // Bench code: a panic is how a broken fixture shows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use nostr::prelude::{EventBuilder, FinalizeEvent, Kind, Tag, Timestamp};

@@ -91,6 +91,34 @@ impl RelayMessage {
         .and_then(|m| de.end().map(|()| m));
         json::finish(parsed, &mut slot)
     }
+
+    /// Serializes the message as a relay would send it (compact JSON). The
+    /// agent never sends these; tests and fuzzing use it to check that
+    /// parsing and serializing agree.
+    pub fn to_json(&self) -> String {
+        match self {
+            RelayMessage::Event {
+                subscription_id,
+                event,
+            } => format!(
+                "[\"EVENT\",{},{}]",
+                Value::from(subscription_id.as_str()),
+                event.to_json()
+            ),
+            RelayMessage::Eose { subscription_id } => json!(["EOSE", subscription_id]).to_string(),
+            RelayMessage::Ok {
+                event_id,
+                accepted,
+                message,
+            } => json!(["OK", hex::encode(event_id), accepted, message]).to_string(),
+            RelayMessage::Notice { message } => json!(["NOTICE", message]).to_string(),
+            RelayMessage::Closed {
+                subscription_id,
+                message,
+            } => json!(["CLOSED", subscription_id, message]).to_string(),
+            RelayMessage::Auth { challenge } => json!(["AUTH", challenge]).to_string(),
+        }
+    }
 }
 
 struct MessageSeed<'a> {
