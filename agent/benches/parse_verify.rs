@@ -77,9 +77,7 @@ fn bench(c: &mut Criterion) {
             for (pk, id, sig) in &raw {
                 let pk = XOnlyPublicKey::from_byte_array(pk).unwrap();
                 let sig = schnorr::Signature::from_byte_array(*sig);
-                SECP256K1
-                    .verify_schnorr(&sig, black_box(id), &pk)
-                    .unwrap();
+                SECP256K1.verify_schnorr(&sig, black_box(id), &pk).unwrap();
             }
         })
     });

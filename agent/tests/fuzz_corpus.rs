@@ -42,11 +42,17 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 #[test]
 fn event_corpus() {
     let n = replay("event", checks::check_event);
-    assert!(n >= 8, "only {n} event inputs: is fuzz/corpus/event committed?");
+    assert!(
+        n >= 8,
+        "only {n} event inputs: is fuzz/corpus/event committed?"
+    );
 }
 
 #[test]
 fn relay_message_corpus() {
     let n = replay("relay_message", checks::check_relay_message);
-    assert!(n >= 12, "only {n} relay message inputs: is fuzz/corpus/relay_message committed?");
+    assert!(
+        n >= 12,
+        "only {n} relay message inputs: is fuzz/corpus/relay_message committed?"
+    );
 }
