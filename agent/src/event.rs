@@ -111,19 +111,19 @@ impl EventData {
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(256 + self.content.len());
         out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(hex::encode(self.id).as_bytes());
+        push_hex(&mut out, &self.id);
         out.extend_from_slice(b"\",\"pubkey\":\"");
-        out.extend_from_slice(hex::encode(self.pubkey).as_bytes());
+        push_hex(&mut out, &self.pubkey);
         out.extend_from_slice(b"\",\"created_at\":");
-        out.extend_from_slice(self.created_at.to_string().as_bytes());
+        push_decimal(&mut out, self.created_at);
         out.extend_from_slice(b",\"kind\":");
-        out.extend_from_slice(self.kind.to_string().as_bytes());
+        push_decimal(&mut out, u64::from(self.kind));
         out.extend_from_slice(b",\"tags\":");
         push_tags(&mut out, &self.tags);
         out.extend_from_slice(b",\"content\":");
         json::push_string(&mut out, &self.content);
         out.extend_from_slice(b",\"sig\":\"");
-        out.extend_from_slice(hex::encode(self.sig).as_bytes());
+        push_hex(&mut out, &self.sig);
         out.extend_from_slice(b"\"}");
         into_string(out)
     }
@@ -310,13 +310,14 @@ pub fn canonical_json(
     tags: &[Vec<String>],
     content: &str,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + content.len());
+    let tag_bytes: usize = tags.iter().flatten().map(|v| v.len() + 4).sum();
+    let mut out = Vec::with_capacity(128 + content.len() + tag_bytes);
     out.extend_from_slice(b"[0,\"");
-    out.extend_from_slice(hex::encode(pubkey).as_bytes());
+    push_hex(&mut out, pubkey);
     out.extend_from_slice(b"\",");
-    out.extend_from_slice(created_at.to_string().as_bytes());
+    push_decimal(&mut out, created_at);
     out.push(b',');
-    out.extend_from_slice(kind.to_string().as_bytes());
+    push_decimal(&mut out, u64::from(kind));
     out.push(b',');
     push_tags(&mut out, tags);
     out.push(b',');
@@ -352,6 +353,33 @@ fn push_tags(out: &mut Vec<u8>, tags: &[Vec<String>]) {
         out.push(b']');
     }
     out.push(b']');
+}
+
+/// Appends lowercase hex of `bytes` (at most 64 bytes) without allocating.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut buf = [0u8; 128];
+    if let Some(dst) = buf.get_mut(..bytes.len() * 2) {
+        if hex::encode_to_slice(bytes, dst).is_ok() {
+            out.extend_from_slice(dst);
+        }
+    }
+}
+
+/// Appends `n` in decimal without allocating.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(d) = buf.get_mut(start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(start..).unwrap_or_default());
 }
 
 fn into_string(bytes: Vec<u8>) -> String {
@@ -417,7 +445,12 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
         let (mut id, mut pubkey, mut sig) = (None, None, None);
         let (mut created_at, mut kind, mut tags, mut content) = (None, None, None, None);
 
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Any>()? {
+            let key = match key {
+                Any::Str(key) => key,
+                // JSON object keys are always strings.
+                other => std::borrow::Cow::Borrowed(other.type_name()),
+            };
             let Some(field) = Field::from_name(&key) else {
                 return Err(fail(slot, Error::UnknownField(truncated(&key, 64))));
             };
@@ -459,7 +492,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                             max: limits.max_content_bytes,
                         })
                     } else {
-                        content = Some(s);
+                        content = Some(s.into_owned());
                         Ok(())
                     }
                 }),
@@ -500,7 +533,7 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
     }
 }
 
-fn string(field: Field, value: Any) -> Result<String, Error> {
+fn string(field: Field, value: Any<'_>) -> Result<std::borrow::Cow<'_, str>, Error> {
     match value {
         Any::Str(s) => Ok(s),
         other => Err(Error::WrongType {
@@ -511,7 +544,7 @@ fn string(field: Field, value: Any) -> Result<String, Error> {
     }
 }
 
-fn integer(field: Field, value: Any) -> Result<u64, Error> {
+fn integer(field: Field, value: Any<'_>) -> Result<u64, Error> {
     match value {
         Any::U64(v) => Ok(v),
         Any::Negative => Err(Error::Negative(field)),
@@ -634,7 +667,7 @@ impl<'de> Visitor<'de> for TagSeed<'_> {
                     max: limits.max_tag_value_bytes,
                 }));
             }
-            values.push(value);
+            values.push(value.into_owned());
         }
         if values.is_empty() {
             return Err(self.invalid(TagProblem::Empty));

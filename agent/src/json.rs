@@ -2,6 +2,7 @@
 //! before any parsing work, a visitor that accepts any JSON value so the
 //! caller can name the wrong type, and the NIP-01 string escaping.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -110,8 +111,9 @@ pub(crate) fn fail<E: de::Error>(slot: &mut Option<Error>, err: Error) -> E {
 /// caller: strings and integers by value, the rest by type. Arrays and
 /// objects are skipped (their depth is bounded by [`precheck`]).
 #[derive(Debug)]
-pub(crate) enum Any {
-    Str(String),
+pub(crate) enum Any<'de> {
+    /// Borrowed from the input when it has no escapes.
+    Str(Cow<'de, str>),
     U64(u64),
     Negative,
     F64,
@@ -121,7 +123,7 @@ pub(crate) enum Any {
     Object,
 }
 
-impl Any {
+impl Any<'_> {
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Any::Str(_) => "string",
@@ -134,7 +136,7 @@ impl Any {
     }
 }
 
-impl<'de> Deserialize<'de> for Any {
+impl<'de> Deserialize<'de> for Any<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(AnyVisitor)
     }
@@ -143,39 +145,42 @@ impl<'de> Deserialize<'de> for Any {
 struct AnyVisitor;
 
 impl<'de> Visitor<'de> for AnyVisitor {
-    type Value = Any;
+    type Value = Any<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Any, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Any<'de>, E> {
         Ok(Any::Bool(v))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Any, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Any<'de>, E> {
         Ok(Any::U64(v))
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Any, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Any<'de>, E> {
         // serde_json only calls this for negative integers.
         let _ = v;
         Ok(Any::Negative)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Any, E> {
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Any<'de>, E> {
         Ok(Any::F64)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Any, E> {
-        Ok(Any::Str(v.to_owned()))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Borrowed(v)))
     }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Any, E> {
-        Ok(Any::Str(v))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Owned(v.to_owned())))
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Any, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Any<'de>, E> {
+        Ok(Any::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Any<'de>, E> {
         Ok(Any::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Any::Array)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any<'de>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Any::Object)
     }

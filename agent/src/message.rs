@@ -153,7 +153,7 @@ impl<'de, A: SeqAccess<'de>> Elements<'_, A> {
         fail(self.slot, e)
     }
 
-    fn next_any(&mut self) -> Result<Any, A::Error> {
+    fn next_any(&mut self) -> Result<Any<'de>, A::Error> {
         self.position += 1;
         match self.seq.next_element::<Any>()? {
             Some(v) => Ok(v),
@@ -175,7 +175,7 @@ impl<'de, A: SeqAccess<'de>> Elements<'_, A> {
 
     fn text(&mut self, max: usize) -> Result<String, A::Error> {
         match self.next_any()? {
-            Any::Str(s) if s.len() <= max => Ok(s),
+            Any::Str(s) if s.len() <= max => Ok(s.into_owned()),
             Any::Str(s) => Err(self.err(Error::TooLarge {
                 what: "relay message text",
                 len: s.len(),
@@ -187,7 +187,9 @@ impl<'de, A: SeqAccess<'de>> Elements<'_, A> {
 
     fn subscription_id(&mut self) -> Result<String, A::Error> {
         match self.next_any()? {
-            Any::Str(s) if !s.is_empty() && s.len() <= MAX_SUBSCRIPTION_ID_BYTES => Ok(s),
+            Any::Str(s) if !s.is_empty() && s.len() <= MAX_SUBSCRIPTION_ID_BYTES => {
+                Ok(s.into_owned())
+            }
             Any::Str(s) => Err(self.err(Error::InvalidSubscriptionId { len: s.len() })),
             _ => Err(self.bad("a subscription id string")),
         }
@@ -247,7 +249,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
                 ))
             }
         };
-        let (message, expected) = match kind.as_str() {
+        let (message, expected) = match kind.as_ref() {
             "EVENT" => ("EVENT", 3),
             "EOSE" => ("EOSE", 2),
             "OK" => ("OK", 4),
