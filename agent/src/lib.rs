@@ -17,11 +17,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod directive;
 mod error;
 pub mod event;
 mod json;
 pub mod keys;
 pub mod message;
+pub mod quorum;
 
 pub use error::{Error, Field, HexProblem, TagProblem};
 pub use event::{Event, EventData, Limits, UnsignedEvent, UnverifiedEvent};
