@@ -17,12 +17,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod directive;
 mod error;
 pub mod event;
 mod json;
 pub mod keys;
 pub mod message;
+pub mod nip19;
 pub mod quorum;
 
 pub use error::{Error, Field, HexProblem, TagProblem};
