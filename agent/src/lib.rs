@@ -26,6 +26,7 @@ pub mod keys;
 pub mod message;
 pub mod nip19;
 pub mod quorum;
+pub mod relay;
 
 pub use error::{Error, Field, HexProblem, TagProblem};
 pub use event::{Event, EventData, Limits, UnsignedEvent, UnverifiedEvent};

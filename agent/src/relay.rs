@@ -1,0 +1,544 @@
+//! The relay client: one task per relay, on tokio-tungstenite with TLS from
+//! rustls (ring provider, webpki roots).
+//!
+//! Each task connects, subscribes with the configured filter, and turns what
+//! the relay sends into [`RelayEvent`]s: events are parsed strictly and
+//! verified (id and BIP-340 signature) before they leave the task, everything
+//! else a relay says is bounded and typed. A relay that is down, slow or
+//! hostile affects only its own task: it is disconnected and retried with
+//! exponential backoff and jitter, and the other relays go on.
+//!
+//! What to do with events (filtering by author and kind, deduplication
+//! across relays, quorum) is the caller's business; so is answering NIP-42
+//! challenges, which need the node key: the task reports
+//! [`RelayEvent::AuthChallenge`] and sends whatever AUTH event it is handed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::event::{Event, Limits};
+use crate::message::{ClientMessage, Filter, RelayMessage};
+
+/// Subscription id used for the directive subscription on every relay.
+pub const SUBSCRIPTION_ID: &str = "qube-directives";
+
+/// Where a relay is: the URL as configured (used in NIP-42 `relay` tags and
+/// logs) and what to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelayTarget {
+    /// The relay URL, `ws://` or `wss://`.
+    pub url: String,
+    /// Host name or IP literal to connect to (no brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Whether to speak TLS (`wss://`).
+    pub tls: bool,
+}
+
+/// Timing and size settings of relay connections.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Limits on events and relay messages (see [`Limits`]); the websocket
+    /// message and frame caps are derived from `max_message_bytes`.
+    pub limits: Limits,
+    /// TCP connect plus TLS and websocket handshake, at most. Default 10 s.
+    pub connect_timeout: Duration,
+    /// A websocket ping is sent after this much silence. Default 30 s.
+    pub ping_interval: Duration,
+    /// The connection is dropped after this much silence (no frame at all,
+    /// pongs included). Default 90 s.
+    pub idle_timeout: Duration,
+    /// First reconnect delay; doubles per failure. Default 1 s.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay. Default 60 s.
+    pub backoff_max: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            limits: Limits::default(),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a relay task reports. `relay` is always the index of the relay in
+/// the list given to [`RelayPool::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// Connected and subscribed.
+    Connected {
+        /// Relay index.
+        relay: usize,
+    },
+    /// The connection ended or could not be made; a retry follows after
+    /// `retry_in`.
+    Disconnected {
+        /// Relay index.
+        relay: usize,
+        /// Why, in words.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// A parsed and verified event for our subscription.
+    Event {
+        /// Relay index.
+        relay: usize,
+        /// The event; its id and signature have been checked.
+        event: Event,
+    },
+    /// Stored events have all been sent (NIP-01 `EOSE`).
+    EndOfStored {
+        /// Relay index.
+        relay: usize,
+    },
+    /// The relay answered a published event (NIP-01 `OK`).
+    Ok {
+        /// Relay index.
+        relay: usize,
+        /// 32-byte id of the event answered.
+        event_id: [u8; 32],
+        /// Whether the relay stored it.
+        accepted: bool,
+        /// The relay's reason, e.g. `auth-required: ...`.
+        message: String,
+    },
+    /// The relay wants NIP-42 authentication.
+    AuthChallenge {
+        /// Relay index.
+        relay: usize,
+        /// The challenge to sign into a kind 22242 event.
+        challenge: String,
+    },
+    /// The relay said something we only log: `NOTICE`, `CLOSED`, or a frame
+    /// we could not parse (the connection stays up unless it is abusive).
+    Notice {
+        /// Relay index.
+        relay: usize,
+        /// What it said or what was wrong with it.
+        message: String,
+    },
+}
+
+/// A command to one relay task.
+#[derive(Debug, Clone)]
+enum Command {
+    Publish(Event),
+    Auth(Event),
+}
+
+/// Handle on the running relay tasks.
+#[derive(Debug)]
+pub struct RelayPool {
+    targets: Vec<RelayTarget>,
+    commands: Vec<mpsc::Sender<Command>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RelayPool {
+    /// Starts one task per relay; they subscribe with `filters` and report
+    /// on the returned receiver. Must be called inside a tokio runtime.
+    pub fn start(
+        targets: Vec<RelayTarget>,
+        filters: Vec<Filter>,
+        options: RelayOptions,
+    ) -> (RelayPool, mpsc::Receiver<RelayEvent>) {
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let tls = Arc::new(tls_config());
+        let filters = Arc::new(filters);
+        let mut commands = Vec::with_capacity(targets.len());
+        let mut tasks = Vec::with_capacity(targets.len());
+        for (index, target) in targets.iter().enumerate() {
+            let (cmd_tx, cmd_rx) = mpsc::channel(64);
+            commands.push(cmd_tx);
+            let task = RelayTask {
+                index,
+                target: target.clone(),
+                filters: Arc::clone(&filters),
+                options: options.clone(),
+                tls: Arc::clone(&tls),
+                events: events_tx.clone(),
+                commands: cmd_rx,
+            };
+            tasks.push(tokio::spawn(task.run()));
+        }
+        (
+            RelayPool {
+                targets,
+                commands,
+                tasks,
+            },
+            events_rx,
+        )
+    }
+
+    /// The relays, in index order.
+    pub fn targets(&self) -> &[RelayTarget] {
+        &self.targets
+    }
+
+    /// Sends `event` to every relay (NIP-01 `EVENT`). Relays that are not
+    /// connected drop it; answers arrive as [`RelayEvent::Ok`].
+    pub fn publish(&self, event: &Event) {
+        for tx in &self.commands {
+            // A full queue means the relay is stuck; the caller's outbox
+            // retries later.
+            let _ = tx.try_send(Command::Publish(event.clone()));
+        }
+    }
+
+    /// Sends a signed NIP-42 AUTH event to relay `relay`.
+    pub fn authenticate(&self, relay: usize, event: Event) {
+        if let Some(tx) = self.commands.get(relay) {
+            let _ = tx.try_send(Command::Auth(event));
+        }
+    }
+}
+
+impl Drop for RelayPool {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// rustls client configuration: ring provider, TLS 1.2 and 1.3, Mozilla's
+/// roots from webpki-roots.
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        // The ring provider supports the default versions; this branch only
+        // keeps the function total.
+        Err(_) => rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+struct RelayTask {
+    index: usize,
+    target: RelayTarget,
+    filters: Arc<Vec<Filter>>,
+    options: RelayOptions,
+    tls: Arc<rustls::ClientConfig>,
+    events: mpsc::Sender<RelayEvent>,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl RelayTask {
+    async fn run(mut self) {
+        let mut backoff = self.options.backoff_initial;
+        loop {
+            let started = Instant::now();
+            let reason = match self.connect().await {
+                Ok(ws) => {
+                    if self
+                        .events
+                        .send(RelayEvent::Connected { relay: self.index })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    self.session(ws).await
+                }
+                Err(reason) => reason,
+            };
+            // A connection that lived a while earns a fresh backoff.
+            if started.elapsed() > self.options.backoff_max {
+                backoff = self.options.backoff_initial;
+            }
+            let retry_in = jitter(backoff);
+            backoff = (backoff * 2).min(self.options.backoff_max);
+            let report = RelayEvent::Disconnected {
+                relay: self.index,
+                reason,
+                retry_in,
+            };
+            if self.events.send(report).await.is_err() {
+                return;
+            }
+            // Commands sent while disconnected are dropped: the outbox
+            // retries them.
+            let wake = Instant::now() + retry_in;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => break,
+                    cmd = self.commands.recv() => if cmd.is_none() { return },
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<WebSocketStream<Box<dyn Stream>>, String> {
+        let target = &self.target;
+        let attempt = async {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(|e| format!("connect to {}:{}: {e}", target.host, target.port))?;
+            let _ = tcp.set_nodelay(true);
+            let stream: Box<dyn Stream> = if target.tls {
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                    .map_err(|e| format!("invalid TLS server name {}: {e}", target.host))?;
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls));
+                Box::new(
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS handshake: {e}"))?,
+                )
+            } else {
+                Box::new(tcp)
+            };
+            let max = self.options.limits.max_message_bytes;
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(max))
+                .max_frame_size(Some(max));
+            let (ws, _response) = tokio_tungstenite::client_async_with_config(
+                target.url.as_str(),
+                stream,
+                Some(config),
+            )
+            .await
+            .map_err(|e| format!("websocket handshake: {e}"))?;
+            Ok(ws)
+        };
+        match timeout(self.options.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "connection not established within {} s",
+                self.options.connect_timeout.as_secs()
+            )),
+        }
+    }
+
+    fn subscription(&self) -> Result<String, String> {
+        ClientMessage::Req {
+            subscription_id: SUBSCRIPTION_ID,
+            filters: &self.filters,
+        }
+        .to_json()
+        .map_err(|e| format!("cannot build subscription: {e}"))
+    }
+
+    /// Runs one connection until it ends; returns why it ended.
+    async fn session(&mut self, mut ws: WebSocketStream<Box<dyn Stream>>) -> String {
+        let req = match self.subscription() {
+            Ok(req) => req,
+            Err(e) => return e,
+        };
+        if let Err(e) = ws.send(Message::text(req.clone())).await {
+            return format!("send subscription: {e}");
+        }
+        let mut last_heard = Instant::now();
+        let mut ping_sent = false;
+        // Set when the relay closed our subscription for want of NIP-42
+        // authentication: the REQ is sent again after our AUTH.
+        let mut resubscribe_after_auth = false;
+        loop {
+            let idle_deadline = last_heard + self.options.idle_timeout;
+            let ping_at = last_heard + self.options.ping_interval;
+            tokio::select! {
+                frame = ws.next() => {
+                    let frame = match frame {
+                        None => return "connection closed".into(),
+                        Some(Err(e)) => return format!("websocket: {e}"),
+                        Some(Ok(frame)) => frame,
+                    };
+                    last_heard = Instant::now();
+                    ping_sent = false;
+                    match frame {
+                        Message::Text(text) => {
+                            match self.handle_text(text.as_bytes(), &mut resubscribe_after_auth).await {
+                                Ok(()) => {}
+                                Err(Stop::Receiver) => return "shutting down".into(),
+                            }
+                        }
+                        Message::Binary(_) => {
+                            self.notice("binary frame ignored (NIP-01 is text only)".into()).await;
+                        }
+                        Message::Close(frame) => {
+                            return match frame {
+                                Some(f) => format!("relay closed the connection: {} {}", f.code, crate::error::truncated(&f.reason, 200)),
+                                None => "relay closed the connection".into(),
+                            };
+                        }
+                        // tungstenite answers pings itself; pongs only
+                        // prove liveness.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                () = tokio::time::sleep_until(ping_at), if !ping_sent => {
+                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
+                        return format!("send ping: {e}");
+                    }
+                    ping_sent = true;
+                }
+                () = tokio::time::sleep_until(idle_deadline) => {
+                    return format!("no frame for {} s", self.options.idle_timeout.as_secs());
+                }
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else { return "shutting down".into() };
+                    let (text, is_auth) = match &cmd {
+                        Command::Publish(event) => (ClientMessage::Event(event).to_json(), false),
+                        Command::Auth(event) => (ClientMessage::Auth(event).to_json(), true),
+                    };
+                    let text = match text {
+                        Ok(text) => text,
+                        Err(e) => {
+                            self.notice(format!("cannot serialize command: {e}")).await;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = ws.send(Message::text(text)).await {
+                        return format!("send: {e}");
+                    }
+                    if is_auth && resubscribe_after_auth {
+                        resubscribe_after_auth = false;
+                        if let Err(e) = ws.send(Message::text(req.clone())).await {
+                            return format!("send subscription: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn notice(&self, message: String) {
+        let _ = self
+            .events
+            .send(RelayEvent::Notice {
+                relay: self.index,
+                message,
+            })
+            .await;
+    }
+
+    async fn handle_text(&self, text: &[u8], resubscribe: &mut bool) -> Result<(), Stop> {
+        let relay = self.index;
+        let report = match RelayMessage::from_json(text, &self.options.limits) {
+            Err(e) => RelayEvent::Notice {
+                relay,
+                message: format!("dropped a malformed message: {e}"),
+            },
+            Ok(RelayMessage::Event {
+                subscription_id,
+                event,
+            }) => {
+                if subscription_id != SUBSCRIPTION_ID {
+                    RelayEvent::Notice {
+                        relay,
+                        message: "dropped an event for a subscription we did not open".into(),
+                    }
+                } else {
+                    match event.verify() {
+                        Ok(event) => RelayEvent::Event { relay, event },
+                        Err(e) => RelayEvent::Notice {
+                            relay,
+                            message: format!("dropped an event: {e}"),
+                        },
+                    }
+                }
+            }
+            Ok(RelayMessage::Eose { .. }) => RelayEvent::EndOfStored { relay },
+            Ok(RelayMessage::Ok {
+                event_id,
+                accepted,
+                message,
+            }) => RelayEvent::Ok {
+                relay,
+                event_id,
+                accepted,
+                message,
+            },
+            Ok(RelayMessage::Auth { challenge }) => RelayEvent::AuthChallenge { relay, challenge },
+            Ok(RelayMessage::Closed {
+                subscription_id,
+                message,
+            }) => {
+                if subscription_id == SUBSCRIPTION_ID && message.starts_with("auth-required:") {
+                    *resubscribe = true;
+                }
+                RelayEvent::Notice {
+                    relay,
+                    message: format!("subscription {subscription_id} closed: {message}"),
+                }
+            }
+            Ok(RelayMessage::Notice { message }) => RelayEvent::Notice {
+                relay,
+                message: format!("NOTICE: {message}"),
+            },
+        };
+        self.events.send(report).await.map_err(|_| Stop::Receiver)
+    }
+}
+
+enum Stop {
+    Receiver,
+}
+
+/// `delay` scaled by a random factor in [0.5, 1.0): reconnecting relays
+/// spread out instead of retrying in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let mut byte = [0u8; 2];
+    let r = match getrandom::fill(&mut byte) {
+        Ok(()) => u16::from_le_bytes(byte),
+        Err(_) => u16::MAX / 2,
+    };
+    let factor = 0.5 + f64::from(r) / (2.0 * f64::from(u16::MAX) + 2.0);
+    delay.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full() {
+        for _ in 0..1000 {
+            let d = jitter(Duration::from_secs(8));
+            assert!(
+                d >= Duration::from_secs(4) && d < Duration::from_secs(8),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_config_has_roots_and_ring() {
+        let config = tls_config();
+        // ring's TLS 1.3 suites are all there; no aws-lc provider sneaked in.
+        let suites = &config.crypto_provider().cipher_suites;
+        assert!(suites
+            .iter()
+            .any(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256));
+        assert!(config.alpn_protocols.is_empty());
+    }
+}
