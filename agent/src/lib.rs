@@ -26,9 +26,18 @@ pub mod keys;
 pub mod message;
 pub mod nip19;
 pub mod quorum;
+pub mod ipc;
 pub mod relay;
+pub mod worker;
 
 pub use error::{Error, Field, HexProblem, TagProblem};
 pub use event::{Event, EventData, Limits, UnsignedEvent, UnverifiedEvent};
 pub use keys::Keys;
 pub use message::{ClientMessage, Filter, RelayMessage};
+
+/// The current unix time in seconds (0 if the clock is before 1970).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,256 @@
+//! The worker half of the agent (DESIGN.md section 5): relay I/O, parsing,
+//! verification and filtering. It holds no secret and reads no file of
+//! ours: everything it needs arrives in [`MonitorMessage::Start`].
+//!
+//! It forwards to the monitor only what could count: verified kind 33321
+//! events from a voter that pass the directive rules, newer than what it
+//! already forwarded for that voter, each id once across all relays.
+
+use std::collections::{BTreeMap, HashSet};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info, warn};
+
+use crate::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
+use crate::error::truncated;
+use crate::event::Event;
+use crate::ipc::{self, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES};
+use crate::message::Filter;
+use crate::relay::{RelayEvent, RelayOptions, RelayPool, RelayTarget};
+
+/// Ids remembered for cross-relay deduplication before the set is reset.
+const SEEN_IDS_CAP: usize = 16_384;
+
+/// Runs the worker until the monitor closes the channel.
+///
+/// # Errors
+/// [`IpcError`] when the channel fails or the monitor sends something that
+/// is not a [`MonitorMessage`] (the first message must be `Start`).
+pub async fn run<R, W>(mut from_monitor: R, mut to_monitor: W) -> Result<(), IpcError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
+    let start = match ipc::read_message::<_, MonitorMessage>(&mut from_monitor).await? {
+        MonitorMessage::Start(start) => start,
+        other => {
+            return Err(IpcError::Malformed(format!(
+                "expected start parameters first, got {}",
+                message_name(&other)
+            )))
+        }
+    };
+    let filter = directive_filter(&start)?;
+    let targets: Vec<RelayTarget> = start
+        .relays
+        .iter()
+        .map(|r| RelayTarget {
+            url: r.url.clone(),
+            host: r.host.clone(),
+            port: r.port,
+            tls: r.tls,
+        })
+        .collect();
+    let rules = DirectiveRules {
+        d_tag: start.d_tag.clone(),
+        network: start.network.clone(),
+        max_future_skew_secs: start.max_future_skew_secs,
+    };
+    let voters: HashSet<[u8; 32]> = filter.authors.iter().copied().collect();
+    let (pool, mut events) = RelayPool::start(targets, vec![filter], RelayOptions::default());
+    let mut state = Filtering {
+        rules,
+        voters,
+        seen: HashSet::new(),
+        newest: BTreeMap::new(),
+    };
+
+    // Frames from the monitor are read by their own task so that a
+    // half-read frame is never dropped by `select!`.
+    let (cmd_tx, mut commands) = tokio::sync::mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = ipc::read_message::<_, MonitorMessage>(&mut from_monitor).await;
+            let stop = msg.is_err();
+            if cmd_tx.send(msg).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+
+    let result = loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break Ok(()) };
+                if let Some(msg) = state.handle(&pool, event) {
+                    if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
+                        break Err(e);
+                    }
+                }
+            }
+            cmd = commands.recv() => {
+                match cmd {
+                    None | Some(Err(IpcError::Closed)) => break Ok(()),
+                    Some(Err(e)) => break Err(e),
+                    Some(Ok(MonitorMessage::Publish { event })) => match parse_own(&event) {
+                        Ok(event) => pool.publish(&event),
+                        Err(e) => warn!("monitor sent an unusable event to publish: {e}"),
+                    },
+                    Some(Ok(MonitorMessage::Auth { relay, event })) => match parse_own(&event) {
+                        Ok(event) => pool.authenticate(relay, event),
+                        Err(e) => warn!("monitor sent an unusable AUTH event: {e}"),
+                    },
+                    Some(Ok(MonitorMessage::Start(_))) => {
+                        break Err(IpcError::Malformed("start parameters sent twice".into()))
+                    }
+                }
+            }
+        }
+    };
+    reader.abort();
+    result
+}
+
+fn message_name(m: &MonitorMessage) -> &'static str {
+    match m {
+        MonitorMessage::Start(_) => "start",
+        MonitorMessage::Publish { .. } => "publish",
+        MonitorMessage::Auth { .. } => "auth",
+    }
+}
+
+fn parse_own(json: &str) -> Result<Event, crate::Error> {
+    Event::from_json(json.as_bytes(), &crate::Limits::default())
+}
+
+/// The directive subscription of DESIGN.md: kind 33321, the voters as
+/// authors, `#d` = the configured d tag.
+fn directive_filter(start: &StartParams) -> Result<Filter, IpcError> {
+    let mut authors = Vec::with_capacity(start.voters.len());
+    for voter in &start.voters {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(voter, &mut key)
+            .map_err(|_| IpcError::Malformed(format!("voter {voter:?} is not 64 hex chars")))?;
+        authors.push(key);
+    }
+    let mut tags = BTreeMap::new();
+    tags.insert('d', vec![start.d_tag.clone()]);
+    Ok(Filter {
+        kinds: vec![DIRECTIVE_KIND],
+        authors,
+        tags,
+        ..Filter::default()
+    })
+}
+
+struct Filtering {
+    rules: DirectiveRules,
+    voters: HashSet<[u8; 32]>,
+    seen: HashSet<[u8; 32]>,
+    /// (created_at, id) of the newest directive forwarded per voter.
+    newest: BTreeMap<[u8; 32], (u64, [u8; 32])>,
+}
+
+impl Filtering {
+    fn handle(&mut self, pool: &RelayPool, event: RelayEvent) -> Option<WorkerMessage> {
+        let url = |relay: usize| {
+            pool.targets()
+                .get(relay)
+                .map_or("?", |t| t.url.as_str())
+                .to_owned()
+        };
+        match event {
+            RelayEvent::Event { relay, event } => self.filter(relay, event),
+            RelayEvent::AuthChallenge { relay, challenge } => {
+                if challenge.len() > MAX_CHALLENGE_BYTES {
+                    warn!(
+                        "{}: NIP-42 challenge of {} bytes ignored",
+                        url(relay),
+                        challenge.len()
+                    );
+                    return None;
+                }
+                Some(WorkerMessage::AuthRequest { relay, challenge })
+            }
+            RelayEvent::Ok {
+                relay,
+                event_id,
+                accepted,
+                message,
+            } => Some(WorkerMessage::PublishResult {
+                relay,
+                event_id: hex::encode(event_id),
+                accepted,
+                message: truncated(&message, 512),
+            }),
+            RelayEvent::Connected { relay } => {
+                info!("{}: connected", url(relay));
+                Some(WorkerMessage::RelayStatus {
+                    relay,
+                    connected: true,
+                    detail: "connected".into(),
+                })
+            }
+            RelayEvent::Disconnected {
+                relay,
+                reason,
+                retry_in,
+            } => {
+                info!(
+                    "{}: {reason}; retrying in {} ms",
+                    url(relay),
+                    retry_in.as_millis()
+                );
+                Some(WorkerMessage::RelayStatus {
+                    relay,
+                    connected: false,
+                    detail: truncated(&reason, 512),
+                })
+            }
+            RelayEvent::EndOfStored { relay } => {
+                debug!("{}: end of stored events", url(relay));
+                None
+            }
+            RelayEvent::Notice { relay, message } => {
+                info!("{}: {}", url(relay), truncated(&message, 512));
+                None
+            }
+        }
+    }
+
+    fn filter(&mut self, relay: usize, event: Event) -> Option<WorkerMessage> {
+        if self.seen.len() >= SEEN_IDS_CAP {
+            self.seen.clear();
+        }
+        if !self.seen.insert(event.id) {
+            return None;
+        }
+        if !self.voters.contains(&event.pubkey) {
+            debug!("dropped {}: author is not a voter", event.id_hex());
+            return None;
+        }
+        // Expired directives are forwarded: they still supersede the
+        // voter's older ones (the monitor never counts them).
+        let directive =
+            match Directive::from_event_including_expired(event, &self.rules, crate::now()) {
+                Ok(d) => d,
+                Err(e) => {
+                    debug!("dropped a directive: {e}");
+                    return None;
+                }
+            };
+        let key = (directive.event().created_at, directive.event().id);
+        let author = *directive.author();
+        if let Some(&(created_at, id)) = self.newest.get(&author) {
+            // NIP-01 replaceable rule: newer created_at, or same and lower id.
+            if !(key.0 > created_at || (key.0 == created_at && key.1 < id)) {
+                return None;
+            }
+        }
+        self.newest.insert(author, key);
+        Some(WorkerMessage::Directive {
+            relay,
+            event: directive.into_event().to_json(),
+        })
+    }
+}
