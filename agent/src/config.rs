@@ -5,10 +5,11 @@
 //! `deny_unknown_fields` everywhere, so a misspelt key is an error naming the
 //! key and its line instead of a silently disabled safety check. Then each
 //! value is checked and turned into a typed value: relay URLs are parsed
-//! structurally ([`RelayUrl`]), public keys decoded (NIP-19 npub or hex) and
-//! checked to be BIP-340 keys, versions parsed as semver, hook commands kept
-//! as argv arrays (a shell string is a type error), and the quorum checked
-//! against the number of voters (design section 3, rule 7).
+//! by the `url` crate ([`RelayUrl`], from [`crate::relay_url`]), public keys
+//! decoded (NIP-19 npub or hex) and checked to be BIP-340 keys, versions
+//! parsed as semver, hook commands kept as argv arrays (a shell string is a
+//! type error), and the quorum checked against the number of voters (design
+//! section 3, rule 7).
 //!
 //! [`Config::load`] returns the config with a list of [`Warning`]s (things
 //! that are allowed but probably not meant); [`Config::normalized_toml`]
@@ -17,7 +18,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::nip19::{self, Nip19Error};
+pub use crate::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
 
 /// The largest config file [`Config::load`] reads, in bytes (1 MiB). A real
 /// config is a few kilobytes.
@@ -44,8 +45,6 @@ pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 900;
 /// The largest accepted hook `timeout_secs`, in seconds (one day).
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
-/// The longest accepted relay URL, in bytes.
-pub const MAX_RELAY_URL_LEN: usize = 2048;
 /// The longest `network`, `d_tag`, `node_id` or follow `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -301,278 +300,6 @@ impl Version {
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Relay URLs
-// ---------------------------------------------------------------------------
-
-/// The host of a relay URL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Host {
-    /// A DNS name, lowercased.
-    Domain(String),
-    /// A dotted-quad IPv4 address.
-    V4(Ipv4Addr),
-    /// A bracketed IPv6 address (no zone id).
-    V6(Ipv6Addr),
-}
-
-/// A relay URL: `wss://` or `ws://`, a host, an optional port, an optional
-/// path and query.
-///
-/// Parsed structurally, not by prefix: the scheme is `ws` or `wss` (any
-/// case); no user info (`@`), fragment (`#`), backslash, whitespace or
-/// non-ASCII byte anywhere (an internationalized name must be given in its
-/// `xn--` form); the host is a DNS name (labels of `[A-Za-z0-9_-]`, 1 to 63
-/// bytes, at most 253 in all), a dotted-quad IPv4 address, or a bracketed
-/// IPv6 address; the port, when given, is 1 to 65535. A host whose last
-/// label is numeric must be a dotted quad, so forms such as `127.1` or
-/// `0x7f.1` (which some resolvers read as IPv4) are refused.
-///
-/// Two URLs are equal when their canonical forms ([`RelayUrl::as_str`]) are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RelayUrl {
-    canonical: String,
-    tls: bool,
-    host: Host,
-    port: u16,
-}
-
-/// Why a string is not a relay URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RelayUrlError {
-    /// Longer than [`MAX_RELAY_URL_LEN`] bytes.
-    TooLong {
-        /// Length found, in bytes.
-        len: usize,
-    },
-    /// A byte that is not printable ASCII, or a backslash.
-    Character {
-        /// Byte offset of the first bad byte.
-        position: usize,
-    },
-    /// No `scheme://`.
-    NoScheme,
-    /// A scheme other than `ws` or `wss` (e.g. `http`).
-    Scheme {
-        /// The scheme found, lowercased, at most 16 bytes.
-        found: String,
-    },
-    /// User info (`user@`) in the authority.
-    UserInfo,
-    /// A fragment (`#...`).
-    Fragment,
-    /// No host.
-    MissingHost,
-    /// The host is not a DNS name, dotted-quad IPv4 or bracketed IPv6 address.
-    Host,
-    /// The port is not a number from 1 to 65535.
-    Port,
-}
-
-impl fmt::Display for RelayUrlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RelayUrlError::TooLong { len } => {
-                write!(f, "URL is {len} bytes, more than {MAX_RELAY_URL_LEN}")
-            }
-            RelayUrlError::Character { position } => write!(
-                f,
-                "URL has a space, backslash, control or non-ASCII character at byte {position}"
-            ),
-            RelayUrlError::NoScheme => f.write_str("URL has no scheme (expected wss://host)"),
-            RelayUrlError::Scheme { found } => write!(
-                f,
-                "scheme \"{}\" is not a websocket scheme (expected wss://, or ws:// to loopback)",
-                found.escape_debug()
-            ),
-            RelayUrlError::UserInfo => f.write_str("URL has user info (`@`), which is not allowed"),
-            RelayUrlError::Fragment => {
-                f.write_str("URL has a fragment (`#`), which is not allowed")
-            }
-            RelayUrlError::MissingHost => f.write_str("URL has no host"),
-            RelayUrlError::Host => f.write_str(
-                "host is not a DNS name, a dotted-quad IPv4 address or a bracketed IPv6 address",
-            ),
-            RelayUrlError::Port => f.write_str("port is not a number from 1 to 65535"),
-        }
-    }
-}
-
-impl std::error::Error for RelayUrlError {}
-
-impl RelayUrl {
-    /// Parses a relay URL (see the type's documentation for the grammar).
-    ///
-    /// Whether a `ws://` URL is acceptable depends on the policy; see
-    /// [`RelayUrl::is_tls`] and [`RelayUrl::is_loopback`].
-    ///
-    /// # Errors
-    /// A [`RelayUrlError`] naming the first problem.
-    pub fn parse(s: &str) -> Result<RelayUrl, RelayUrlError> {
-        if s.len() > MAX_RELAY_URL_LEN {
-            return Err(RelayUrlError::TooLong { len: s.len() });
-        }
-        if let Some(position) = s.bytes().position(|b| !b.is_ascii_graphic() || b == b'\\') {
-            return Err(RelayUrlError::Character { position });
-        }
-        let (scheme, rest) = s.split_once("://").ok_or(RelayUrlError::NoScheme)?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "wss" => true,
-            "ws" => false,
-            other => {
-                if other.is_empty() {
-                    return Err(RelayUrlError::NoScheme);
-                }
-                let found = other.chars().take(16).collect();
-                return Err(RelayUrlError::Scheme { found });
-            }
-        };
-        if rest.contains('#') {
-            return Err(RelayUrlError::Fragment);
-        }
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path_query) = rest.split_at_checked(split).unwrap_or((rest, ""));
-        if authority.contains('@') {
-            return Err(RelayUrlError::UserInfo);
-        }
-        let (host, port_text) = split_host_port(authority)?;
-        let default_port = if tls { 443 } else { 80 };
-        let port = match port_text {
-            None => default_port,
-            Some(p) => parse_port(p)?,
-        };
-        let host_text = match &host {
-            Host::Domain(name) => name.clone(),
-            Host::V4(addr) => addr.to_string(),
-            Host::V6(addr) => format!("[{addr}]"),
-        };
-        let mut canonical = format!("{}://{host_text}", if tls { "wss" } else { "ws" });
-        if port != default_port {
-            canonical.push_str(&format!(":{port}"));
-        }
-        if path_query != "/" {
-            canonical.push_str(path_query);
-        }
-        Ok(RelayUrl {
-            canonical,
-            tls,
-            host,
-            port,
-        })
-    }
-
-    /// The canonical form: scheme and host lowercased, IPv6 compressed, a
-    /// default port (443 for wss, 80 for ws) and a lone `/` path dropped,
-    /// path and query otherwise as written.
-    pub fn as_str(&self) -> &str {
-        &self.canonical
-    }
-
-    /// `true` for `wss://` (TLS), `false` for `ws://`.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// The host: a lowercased DNS name, or an IP address (IPv6 without
-    /// brackets).
-    pub fn host(&self) -> String {
-        match &self.host {
-            Host::Domain(name) => name.clone(),
-            Host::V4(addr) => addr.to_string(),
-            Host::V6(addr) => addr.to_string(),
-        }
-    }
-
-    /// The TCP port, the scheme's default when the URL names none.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Whether the host is loopback: `localhost` (exactly, any case), an
-    /// IPv4 address in 127.0.0.0/8, or `::1`.
-    pub fn is_loopback(&self) -> bool {
-        match &self.host {
-            Host::Domain(name) => name == "localhost",
-            Host::V4(addr) => addr.is_loopback(),
-            Host::V6(addr) => addr.is_loopback(),
-        }
-    }
-}
-
-impl fmt::Display for RelayUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical)
-    }
-}
-
-/// Splits `host[:port]` or `[v6][:port]` and parses the host.
-fn split_host_port(authority: &str) -> Result<(Host, Option<&str>), RelayUrlError> {
-    if authority.is_empty() {
-        return Err(RelayUrlError::MissingHost);
-    }
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        let (inside, after) = bracketed.split_once(']').ok_or(RelayUrlError::Host)?;
-        let addr: Ipv6Addr = inside.parse().map_err(|_| RelayUrlError::Host)?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or(RelayUrlError::Host)?),
-        };
-        return Ok((Host::V6(addr), port));
-    }
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    if host.is_empty() {
-        return Err(RelayUrlError::MissingHost);
-    }
-    Ok((parse_host(host)?, port))
-}
-
-/// Parses a DNS name or a dotted-quad IPv4 address.
-fn parse_host(host: &str) -> Result<Host, RelayUrlError> {
-    if host.len() > 253 {
-        return Err(RelayUrlError::Host);
-    }
-    let host = host.to_ascii_lowercase();
-    let last = host.rsplit('.').next().unwrap_or_default();
-    let numeric_last =
-        last.bytes().all(|b| b.is_ascii_digit()) || (last.starts_with("0x") && last.len() > 2);
-    if numeric_last {
-        // std's parser accepts exactly four decimal octets without leading
-        // zeros: no `127.1`, `0x7f.0.0.1` or `0177.0.0.1`.
-        return host
-            .parse::<Ipv4Addr>()
-            .map(Host::V4)
-            .map_err(|_| RelayUrlError::Host);
-    }
-    let label_ok = |label: &str| {
-        (1..=63).contains(&label.len())
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if host.split('.').all(label_ok) {
-        Ok(Host::Domain(host))
-    } else {
-        Err(RelayUrlError::Host)
-    }
-}
-
-/// Parses a port: 1 to 5 decimal digits, value 1 to 65535.
-fn parse_port(text: &str) -> Result<u16, RelayUrlError> {
-    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RelayUrlError::Port);
-    }
-    match text.parse::<u16>() {
-        Ok(0) | Err(_) => Err(RelayUrlError::Port),
-        Ok(port) => Ok(port),
     }
 }
 
@@ -1600,104 +1327,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-
-    fn relay(s: &str) -> Result<RelayUrl, RelayUrlError> {
-        RelayUrl::parse(s)
-    }
-
-    #[test]
-    fn relay_canonical_forms() {
-        let cases = [
-            ("wss://relay.example", "wss://relay.example"),
-            ("WSS://Relay.Example/", "wss://relay.example"),
-            ("wss://relay.example:443", "wss://relay.example"),
-            (
-                "wss://relay.example:444/x?y=1",
-                "wss://relay.example:444/x?y=1",
-            ),
-            ("ws://127.0.0.1:7777", "ws://127.0.0.1:7777"),
-            ("ws://[0:0:0:0:0:0:0:1]:80/", "ws://[::1]"),
-            ("wss://relay.example?x", "wss://relay.example?x"),
-        ];
-        for (input, canonical) in cases {
-            assert_eq!(relay(input).unwrap().as_str(), canonical, "{input}");
-        }
-    }
-
-    #[test]
-    fn relay_loopback() {
-        for url in [
-            "ws://localhost",
-            "ws://LOCALHOST:7000",
-            "ws://127.0.0.1",
-            "ws://127.255.1.2:1",
-            "ws://[::1]:7000",
-        ] {
-            assert!(relay(url).unwrap().is_loopback(), "{url}");
-        }
-        for url in [
-            "ws://localhost.evil.example",
-            "ws://evil.localhost",
-            "ws://128.0.0.1",
-            "ws://[::2]",
-            "ws://[::ffff:127.0.0.1]",
-            "ws://10.0.0.1",
-            "ws://relay.example",
-        ] {
-            assert!(!relay(url).unwrap().is_loopback(), "{url}");
-        }
-    }
-
-    #[test]
-    fn relay_refusals() {
-        use RelayUrlError as E;
-        let cases: &[(&str, RelayUrlError)] = &[
-            (
-                "http://relay.example",
-                E::Scheme {
-                    found: "http".into(),
-                },
-            ),
-            (
-                "https://relay.example",
-                E::Scheme {
-                    found: "https".into(),
-                },
-            ),
-            ("relay.example", E::NoScheme),
-            ("://relay.example", E::NoScheme),
-            ("wss:relay.example", E::NoScheme),
-            ("wss://", E::MissingHost),
-            ("wss://:443", E::MissingHost),
-            ("wss://user@relay.example", E::UserInfo),
-            ("ws://127.0.0.1@evil.example", E::UserInfo),
-            ("wss://relay.example#frag", E::Fragment),
-            ("wss://relay.example:", E::Port),
-            ("wss://relay.example:0", E::Port),
-            ("wss://relay.example:65536", E::Port),
-            ("wss://relay.example:+443", E::Port),
-            ("wss://relay.example:44x", E::Port),
-            ("ws://127.1", E::Host),
-            ("ws://0x7f.0.0.1", E::Host),
-            ("ws://0177.0.0.1", E::Host),
-            ("ws://2130706433", E::Host),
-            ("ws://127.0.0.1.", E::Host),
-            ("wss://-bad.example", E::Host),
-            ("wss://a..b", E::Host),
-            ("ws://[::1", E::Host),
-            ("ws://[::1]x", E::Host),
-            ("ws://[fe80::1%25eth0]", E::Host),
-            ("ws://a:1:2", E::Port),
-            ("wss://relay.example\\@x", E::Character { position: 19 }),
-            ("wss://relay example", E::Character { position: 11 }),
-            ("wss://relé.example", E::Character { position: 9 }),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(relay(input).as_ref(), Err(expected), "{input}");
-        }
-        let long = format!("wss://{}.example", "a".repeat(MAX_RELAY_URL_LEN));
-        assert!(matches!(relay(&long), Err(E::TooLong { .. })));
-    }
 
     #[test]
     fn quote_escapes() {

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ack;
 pub mod config;
 pub mod directive;
 mod error;
@@ -28,6 +29,7 @@ pub mod nip19;
 pub mod quorum;
 pub mod ipc;
 pub mod relay;
+pub mod relay_url;
 pub mod worker;
 
 pub use error::{Error, Field, HexProblem, TagProblem};

@@ -467,7 +467,7 @@ fn relay_parsed_structurally_not_by_prefix() {
         ("wss://", RelayUrlError::MissingHost),
         ("wss://user:pw@relay.example", RelayUrlError::UserInfo),
         ("ws://127.0.0.1@evil.example", RelayUrlError::UserInfo),
-        ("ws://127.1", RelayUrlError::Host),
+        ("ws://evil.127.0.0.1", RelayUrlError::Host),
         ("wss://relay.example:99999", RelayUrlError::Port),
         ("wss://relay.example#x", RelayUrlError::Fragment),
         (
@@ -480,6 +480,10 @@ fn relay_parsed_structurally_not_by_prefix() {
         let text = with_relays(&format!("\"{url}\""));
         assert_eq!(invalid(&text).1, Problem::Relay(expected), "{url}");
     }
+    // WHATWG numeric hosts are IPv4 addresses: `127.1` is 127.0.0.1.
+    let (config, _) = parse(&with_relays("\"ws://127.1:7777\"")).unwrap();
+    assert_eq!(config.relays()[0].as_str(), "ws://127.0.0.1:7777");
+    assert!(config.relays()[0].is_loopback());
 }
 
 #[test]
