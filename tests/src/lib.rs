@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
 use nostr_relay_builder::prelude::{
     LocalRelay, RelayBuilder, RelayBuilderNip42, RelayBuilderNip42Mode,
 };
@@ -27,10 +28,13 @@ pub struct TestRelay {
     pub url: String,
 }
 
-/// Starts an in-process relay on loopback; with `nip42_writes`, publishing
-/// needs NIP-42 authentication (as on qubestr).
+/// Starts an in-process relay on loopback that applies qubestr's publishing
+/// rules ([`QubestrPolicy`]); with `nip42_writes`, publishing needs NIP-42
+/// authentication (as on qubestr).
 pub async fn start_relay(nip42_writes: bool) -> TestRelay {
-    let mut builder = RelayBuilder::default().addr(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut builder = RelayBuilder::default()
+        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .write_policy(QubestrPolicy);
     if nip42_writes {
         builder = builder.nip42(RelayBuilderNip42 {
             mode: RelayBuilderNip42Mode::Write,
@@ -45,6 +49,85 @@ pub async fn start_relay(nip42_writes: bool) -> TestRelay {
         .trim_end_matches('/')
         .to_owned();
     TestRelay { relay, url }
+}
+
+/// The publishing rules of the qubestr relay for HyperQube events (DESIGN.md
+/// section 2), so that what our tests publish is what qubestr would accept.
+/// Other kinds pass.
+#[derive(Debug)]
+pub struct QubestrPolicy;
+
+/// Checks one event against qubestr's rules; `Err` names the first problem.
+pub fn qubestr_check(kind: u16, tags: &[Vec<String>], content: &str) -> Result<(), String> {
+    let value = |name: &str| {
+        tags.iter()
+            .find(|t| t.first().map(String::as_str) == Some(name))
+            .and_then(|t| t.get(1))
+            .map(String::as_str)
+    };
+    let require = |name: &str| {
+        value(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(format!("missing {name} tag"))
+    };
+    match kind {
+        33321 => {
+            if require("d")? != "hyperqube" {
+                return Err("d tag must be hyperqube".into());
+            }
+            let action = require("action")?;
+            require("version")?;
+            require("network")?;
+            if action == "reboot" {
+                require("genesis_url")?;
+                require("required_by")?
+                    .parse::<u64>()
+                    .map_err(|_| "bad required_by")?;
+            } else if action != "upgrade" {
+                return Err(format!("unknown action {action}"));
+            }
+        }
+        3333 => {
+            // qubestr checks the first `a` tag.
+            let a = require("a")?;
+            if !a.starts_with("33321:") || !a.ends_with(":hyperqube") {
+                return Err(format!("a tag {a} does not point at a directive"));
+            }
+            for name in ["version", "network", "action", "node_id"] {
+                require(name)?;
+            }
+            require("action_at")?
+                .parse::<u64>()
+                .map_err(|_| "bad action_at")?;
+            match require("status")? {
+                "success" => {}
+                "failure" => {
+                    require("error")?;
+                }
+                other => return Err(format!("bad status {other}")),
+            }
+        }
+        _ => return Ok(()),
+    }
+    if content.is_empty() {
+        return Err("empty content".into());
+    }
+    Ok(())
+}
+
+impl WritePolicy for QubestrPolicy {
+    fn admit_event<'a>(
+        &'a self,
+        event: &'a nostr_relay_builder::prelude::Event,
+        _addr: &'a std::net::SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PolicyResult> + Send + 'a>> {
+        let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+        let verdict = match qubestr_check(event.kind.as_u16(), &tags, &event.content) {
+            Ok(()) => PolicyResult::Accept,
+            Err(e) => PolicyResult::Reject(format!("invalid: {e}")),
+        };
+        Box::pin(async move { verdict })
+    }
 }
 
 /// A `RelayTarget` for a `ws://HOST:PORT` URL.
