@@ -22,6 +22,7 @@ pub mod config;
 pub mod directive;
 mod error;
 pub mod event;
+pub mod exec;
 mod json;
 pub mod keys;
 pub mod message;

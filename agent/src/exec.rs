@@ -1,0 +1,786 @@
+//! Running the operator's hooks under the execution contract (design
+//! section 4).
+//!
+//! [`execute`] runs one `[upgrade]` or `[reboot]` section for a proposal
+//! that won the quorum, in this order:
+//!
+//! 1. the optional `fetch` argv;
+//! 2. when `artifact` is set, the check SHA-256(artifact) == voted hash
+//!    (a mismatch is a failure with error `hash mismatch`, and `command`
+//!    never runs);
+//! 3. the `command` argv;
+//! 4. the optional `health` argv, and when it fails the optional
+//!    `rollback` argv.
+//!
+//! Each argv runs through [`run_step`]: executed directly (never through a
+//! shell), with an environment of only the `QUBE_*` variables of
+//! [`ExecEnv`] plus a fixed `PATH` ([`HOOK_PATH`]), stdin from `/dev/null`,
+//! working directory `/`, stdout and stderr captured concurrently and
+//! bounded ([`MAX_CAPTURE_BYTES`] each), in a process group of its own that
+//! is killed as a whole (SIGKILL) when the time limit passes.
+//!
+//! The [`Outcome`] carries a short error for the acknowledgement's `error`
+//! tag. That tag is published to relays, so it never contains hook output
+//! (only exit statuses, signal numbers, I/O error messages and the
+//! configured artifact path); the output goes to the log and stays in the
+//! [`StepResult`]s.
+//!
+//! Limits: a hook process that leaves its process group (`setsid`,
+//! `setpgid`) or is started by a service manager escapes the kill on
+//! timeout; a process the hook leaves running after it exits successfully is
+//! not killed (a hook may legitimately start a long-running service).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::config::{ArtifactTemplate, Hook};
+use crate::directive::Proposal;
+
+/// The only `PATH` a hook sees; a relative program name in an argv is also
+/// looked up in it.
+pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How much of each of a step's stdout and stderr is kept, in bytes
+/// (64 KiB). The rest is read and discarded, so a chatty hook never blocks
+/// on a full pipe; [`StepResult::stdout_truncated`] and
+/// [`StepResult::stderr_truncated`] say when that happened.
+pub const MAX_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// The longest [`Outcome::error`], in bytes (the acknowledgement's `error`
+/// tag).
+pub const MAX_ERROR_BYTES: usize = 256;
+
+/// How long output is still read after a step's process has exited (or was
+/// killed), in seconds. Only a process that escaped or outlived the step
+/// and still holds the pipes makes this wait last; after it the pipes are
+/// closed.
+pub const OUTPUT_GRACE_SECS: u64 = 2;
+
+/// How long to wait for a killed process to be reaped, in seconds, before
+/// leaving it to tokio's background reaping.
+const REAP_GRACE_SECS: u64 = 5;
+
+/// How much of each stream one log line shows, in bytes (the first and the
+/// last half).
+const LOG_OUTPUT_BYTES: usize = 2048;
+
+/// The size of each read from a pipe or the artifact, in bytes.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------
+
+/// The `QUBE_*` environment of every hook step (design section 4).
+///
+/// | variable | value |
+/// |---|---|
+/// | `QUBE_ACTION` | `upgrade` or `reboot` |
+/// | `QUBE_VERSION` | the `version` tag exactly as signed (`v1.2.3` stays `v1.2.3`) |
+/// | `QUBE_HASH` | the voted SHA-256, 64 lowercase hex characters |
+/// | `QUBE_NETWORK` | the `network` tag |
+/// | `QUBE_GENESIS_URL` | the `genesis_url` tag; the empty string when absent (upgrades) |
+/// | `QUBE_REQUIRED_BY` | the `required_by` tag in decimal unix seconds; the empty string when absent (upgrades) |
+/// | `QUBE_DIRECTIVE_IDS` | the ids of the directives that formed the quorum, 64 lowercase hex characters each, comma-separated, in the order given |
+/// | `QUBE_NODE_ID` | this node's `node_id` (as in its acks) |
+///
+/// A value containing a NUL byte cannot be passed to a process: every step
+/// then fails to start ([`StepStatus::SpawnFailed`]). Values from a
+/// verified directive are printable text in practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecEnv {
+    vars: Vec<(&'static str, String)>,
+}
+
+impl ExecEnv {
+    /// Builds the environment for `proposal`, the ids of the directives
+    /// that voted for it (32-byte NIP-01 event ids), and this node's id.
+    pub fn new(proposal: &Proposal, directive_ids: &[[u8; 32]], node_id: &str) -> ExecEnv {
+        let ids = directive_ids
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()
+            .join(",");
+        let vars = vec![
+            ("QUBE_ACTION", proposal.action.as_str().to_owned()),
+            ("QUBE_VERSION", proposal.version.clone()),
+            ("QUBE_HASH", proposal.hash.to_ascii_lowercase()),
+            ("QUBE_NETWORK", proposal.network.clone()),
+            (
+                "QUBE_GENESIS_URL",
+                proposal.genesis_url.clone().unwrap_or_default(),
+            ),
+            (
+                "QUBE_REQUIRED_BY",
+                proposal
+                    .required_by
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("QUBE_DIRECTIVE_IDS", ids),
+            ("QUBE_NODE_ID", node_id.to_owned()),
+        ];
+        ExecEnv { vars }
+    }
+
+    /// The variables as `(name, value)` pairs, in the order of the table
+    /// above (`PATH` is not among them; [`run_step`] adds [`HOOK_PATH`]).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// The value of one variable, `None` for a name not in the table.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// One step
+// ---------------------------------------------------------------------------
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepStatus {
+    /// The process exited with this code (0 is success).
+    Exited(i32),
+    /// The process was ended by this signal number (not by the agent).
+    Signaled(i32),
+    /// The time limit passed; the whole process group was killed (SIGKILL)
+    /// and the process reaped.
+    TimedOut,
+    /// The process could not be started (missing program, not executable,
+    /// empty argv, NUL byte in an argument or variable): the I/O error
+    /// message.
+    SpawnFailed(String),
+    /// Waiting for the process failed (should not happen); its process
+    /// group was killed. The I/O error message.
+    WaitFailed(String),
+}
+
+impl fmt::Display for StepStatus {
+    /// `exit status N`, `killed by signal N`, `timeout`, `spawn failed:
+    /// MESSAGE` or `wait failed: MESSAGE`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepStatus::Exited(code) => write!(f, "exit status {code}"),
+            StepStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+            StepStatus::TimedOut => f.write_str("timeout"),
+            StepStatus::SpawnFailed(e) => write!(f, "spawn failed: {e}"),
+            StepStatus::WaitFailed(e) => write!(f, "wait failed: {e}"),
+        }
+    }
+}
+
+/// What one argv did: how it ended, its captured output, how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    /// The program as configured (`argv[0]`); empty for an empty argv.
+    pub argv0: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// The first [`MAX_CAPTURE_BYTES`] bytes of its stdout.
+    pub stdout: Vec<u8>,
+    /// Whether stdout was longer than [`MAX_CAPTURE_BYTES`] (or output
+    /// still arriving [`OUTPUT_GRACE_SECS`] after the exit was cut off).
+    pub stdout_truncated: bool,
+    /// The first [`MAX_CAPTURE_BYTES`] bytes of its stderr.
+    pub stderr: Vec<u8>,
+    /// Whether stderr was longer than [`MAX_CAPTURE_BYTES`] (or cut off
+    /// like stdout).
+    pub stderr_truncated: bool,
+    /// The time limit it ran under.
+    pub timeout: Duration,
+    /// Wall time from spawn to the end of output capture.
+    pub duration: Duration,
+}
+
+impl StepResult {
+    /// `true` when the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.status == StepStatus::Exited(0)
+    }
+
+    /// Why the step failed, `None` on success: `exit status N`, `killed by
+    /// signal N`, `timeout after N s` (N the time limit in seconds),
+    /// `spawn failed: MESSAGE` or `wait failed: MESSAGE`. Never contains
+    /// the step's output.
+    pub fn error(&self) -> Option<String> {
+        match &self.status {
+            StepStatus::Exited(0) => None,
+            StepStatus::TimedOut => Some(format!("timeout after {} s", secs(self.timeout))),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// Runs one argv under the execution contract and waits for it, at most
+/// `timeout` (plus up to [`OUTPUT_GRACE_SECS`] for output, and the time to
+/// reap a killed process).
+///
+/// * `argv[0]` is executed directly (never a shell); a relative name is
+///   looked up in [`HOOK_PATH`].
+/// * The environment is cleared, then holds only `env`'s `QUBE_*`
+///   variables and `PATH=`[`HOOK_PATH`].
+/// * stdin is `/dev/null`; the working directory is `/`.
+/// * stdout and stderr are read concurrently; the first
+///   [`MAX_CAPTURE_BYTES`] of each are kept and the rest drained.
+/// * The process leads a new process group. When `timeout` passes the
+///   whole group gets SIGKILL (so do children it spawned in the background)
+///   and the process is reaped. If the returned future is dropped early the
+///   process itself gets SIGKILL (`kill_on_drop`).
+///
+/// Never fails and never panics: a program that cannot be started is
+/// [`StepStatus::SpawnFailed`]. The outcome and a bounded excerpt of the
+/// output are logged (`tracing`, target `qube_agent::exec`).
+pub async fn run_step(argv: &[String], env: &ExecEnv, timeout: Duration) -> StepResult {
+    let started = Instant::now();
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    let mut result = StepResult {
+        argv0,
+        status: StepStatus::SpawnFailed("empty argv".to_owned()),
+        stdout: Vec::new(),
+        stdout_truncated: false,
+        stderr: Vec::new(),
+        stderr_truncated: false,
+        timeout,
+        duration: Duration::ZERO,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        log_step(&result);
+        return result;
+    };
+
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(env.vars())
+        .env("PATH", HOOK_PATH)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match spawn_retrying_busy(&mut command).await {
+        Ok(child) => child,
+        Err(e) => {
+            result.status = StepStatus::SpawnFailed(e.to_string());
+            result.duration = started.elapsed();
+            log_step(&result);
+            return result;
+        }
+    };
+    // The child leads its own group: its pid is the group id. It stays
+    // valid until the child is reaped, which happens only below.
+    let pgid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    // `stop` tells the readers to give up once the grace period after the
+    // exit has passed; `stop_tx.closed()` says both readers have finished.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = async {
+        let status = wait_or_kill(&mut child, pgid, timeout).await;
+        tokio::select! {
+            () = stop_tx.closed() => {}
+            () = tokio::time::sleep(Duration::from_secs(OUTPUT_GRACE_SECS)) => {
+                tracing::warn!(
+                    program = %result.argv0,
+                    "hook output still open {OUTPUT_GRACE_SECS} s after exit; closing it"
+                );
+                // No receiver left means the readers already stopped.
+                let _ = stop_tx.send(true);
+            }
+        }
+        status
+    };
+    let (status, out, err) = tokio::join!(
+        wait,
+        capture(stdout, stop_rx.clone()),
+        capture(stderr, stop_rx)
+    );
+
+    result.status = status;
+    result.stdout = out.bytes;
+    result.stdout_truncated = out.truncated;
+    result.stderr = err.bytes;
+    result.stderr_truncated = err.truncated;
+    result.duration = started.elapsed();
+    log_step(&result);
+    result
+}
+
+/// Waits for `child` at most `timeout`; on timeout (or a wait error) kills
+/// its process group and reaps it.
+async fn wait_or_kill(child: &mut Child, pgid: Option<u32>, timeout: Duration) -> StepStatus {
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => return exit_status(status),
+        Ok(Err(e)) => StepStatus::WaitFailed(e.to_string()),
+        Err(_elapsed) => StepStatus::TimedOut,
+    };
+    kill_group(child, pgid);
+    let reap = Duration::from_secs(REAP_GRACE_SECS);
+    match tokio::time::timeout(reap, child.wait()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "reaping a killed hook failed"),
+        Err(_) => tracing::warn!(
+            "killed hook not reaped after {REAP_GRACE_SECS} s; leaving it to background reaping"
+        ),
+    }
+    status
+}
+
+/// SIGKILL to the whole process group `pgid`, and to the child itself.
+fn kill_group(child: &mut Child, pgid: Option<u32>) {
+    // Never 0 (our own group) or 1 (every process we may signal): only a
+    // real child pid names the group we created.
+    match pgid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
+        Some(raw) => {
+            if let Err(e) = killpg(Pid::from_raw(raw), Signal::SIGKILL) {
+                tracing::warn!(pgid = raw, error = %e, "killing the hook's process group failed");
+            }
+        }
+        None => tracing::warn!("hook has no process id; killing the process only"),
+    }
+    // Harmless if the group kill already got it; an error only means it is
+    // gone already.
+    let _ = child.start_kill();
+}
+
+fn exit_status(status: ExitStatus) -> StepStatus {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => StepStatus::Exited(code),
+        (None, Some(signal)) => StepStatus::Signaled(signal),
+        (None, None) => StepStatus::WaitFailed(format!("unrecognised wait status {status}")),
+    }
+}
+
+/// The kept start of one output stream.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Captured {
+    fn push(&mut self, data: &[u8]) {
+        let room = MAX_CAPTURE_BYTES.saturating_sub(self.bytes.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.bytes.extend(data.iter().take(room));
+    }
+}
+
+/// Reads `reader` to its end (or until `stop` turns true), keeping the
+/// first [`MAX_CAPTURE_BYTES`].
+async fn capture<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    mut stop: watch::Receiver<bool>,
+) -> Captured {
+    let mut captured = Captured::default();
+    let Some(mut reader) = reader else {
+        return captured;
+    };
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    loop {
+        if *stop.borrow() {
+            captured.truncated = true;
+            break;
+        }
+        tokio::select! {
+            read = reader.read(&mut chunk) => match read {
+                Ok(0) => break,
+                Ok(n) => captured.push(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading hook output failed");
+                    break;
+                }
+            },
+            // A change (or the sender gone) both mean: stop now.
+            _ = stop.changed() => {
+                captured.truncated = true;
+                break;
+            }
+        }
+    }
+    captured
+}
+
+fn log_step(step: &StepResult) {
+    let stdout = excerpt(&step.stdout, step.stdout_truncated);
+    let stderr = excerpt(&step.stderr, step.stderr_truncated);
+    let duration_ms = u64::try_from(step.duration.as_millis()).unwrap_or(u64::MAX);
+    if step.success() {
+        tracing::info!(
+            program = %step.argv0, status = %step.status, duration_ms, %stdout, %stderr,
+            "hook step succeeded"
+        );
+    } else {
+        tracing::warn!(
+            program = %step.argv0,
+            status = %step.status,
+            error = step.error().unwrap_or_default(),
+            duration_ms,
+            %stdout,
+            %stderr,
+            "hook step failed"
+        );
+    }
+}
+
+/// At most [`LOG_OUTPUT_BYTES`] of `bytes` (the first and last halves),
+/// lossily decoded and escaped (quotes, control characters) for one log
+/// line.
+fn excerpt(bytes: &[u8], truncated: bool) -> String {
+    let half = LOG_OUTPUT_BYTES / 2;
+    let mut text = if bytes.len() <= LOG_OUTPUT_BYTES {
+        format!("{:?}", String::from_utf8_lossy(bytes))
+    } else {
+        let head = bytes.get(..half).unwrap_or_default();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(half)..)
+            .unwrap_or_default();
+        format!(
+            "{:?} ... {} bytes ... {:?}",
+            String::from_utf8_lossy(head),
+            bytes.len().saturating_sub(2 * half),
+            String::from_utf8_lossy(tail)
+        )
+    };
+    if truncated {
+        text.push_str(" (truncated)");
+    }
+    text
+}
+
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.3}", d.as_secs_f64())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Artifact hash
+// ---------------------------------------------------------------------------
+
+/// Spawns `command`, retrying briefly while the program file is busy
+/// (`ETXTBSY`: another process, such as a deploy tool writing the hook, or a
+/// concurrent fork that inherited its write descriptor, still has it open
+/// for writing). Up to 10 attempts, 50 ms apart.
+async fn spawn_retrying_busy(command: &mut Command) -> io::Result<Child> {
+    let mut attempts = 0;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && attempts < 9 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// SHA-256 of the file at `path`, read in 64 KiB chunks (never whole into
+/// memory). Blocking: from async code call it through
+/// `tokio::task::spawn_blocking`.
+///
+/// Symlinks are followed. The file is opened non-blocking so that a FIFO
+/// cannot stall the caller, then must be a regular file.
+///
+/// # Errors
+/// The I/O error from opening or reading (`NotFound` when it does not
+/// exist); `InvalidInput` when `path` is not a regular file (a directory,
+/// FIFO, device or socket).
+pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits() | OFlag::O_NOCTTY.bits())
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Checks SHA-256(artifact) == the voted hash (design section 4).
+///
+/// # Errors
+/// The outcome error: `hash mismatch`, `artifact missing: PATH`,
+/// `artifact unreadable: PATH: MESSAGE`, or an unusable version.
+async fn verify_artifact(template: &ArtifactTemplate, proposal: &Proposal) -> Result<(), String> {
+    let Some(path) = template.expand(&proposal.version) else {
+        return Err(format!(
+            "artifact path: version {:?} cannot be used in a path",
+            proposal.version
+        ));
+    };
+    let task_path = path.clone();
+    let digest = tokio::task::spawn_blocking(move || sha256_file(&task_path)).await;
+    match digest {
+        Ok(Ok(digest)) => {
+            let actual = hex::encode(digest);
+            if actual == proposal.hash.to_ascii_lowercase() {
+                tracing::info!(artifact = %path.display(), hash = %actual, "artifact hash verified");
+                Ok(())
+            } else {
+                tracing::warn!(
+                    artifact = %path.display(),
+                    expected = %proposal.hash,
+                    actual = %actual,
+                    "artifact hash mismatch; the hook will not run"
+                );
+                Err("hash mismatch".to_owned())
+            }
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            Err(format!("artifact missing: {}", path.display()))
+        }
+        Ok(Err(e)) => Err(format!("artifact unreadable: {}: {e}", path.display())),
+        Err(e) => Err(format!("artifact unreadable: {}: {e}", path.display())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A whole hook section
+// ---------------------------------------------------------------------------
+
+/// The acknowledgement's `status` (design section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    /// `success`: `command` (and `health`, when set) succeeded.
+    Success,
+    /// `failure`: see [`Outcome::error`].
+    Failure,
+}
+
+impl OutcomeStatus {
+    /// The tag value: `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Success => "success",
+            OutcomeStatus::Failure => "failure",
+        }
+    }
+}
+
+impl fmt::Display for OutcomeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`execute`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Success or failure.
+    pub status: OutcomeStatus,
+    /// `None` on success; on failure a short reason for the ack's `error`
+    /// tag, at most [`MAX_ERROR_BYTES`] bytes, no control characters, never
+    /// hook output. One of:
+    ///
+    /// * `fetch failed: REASON`
+    /// * `hash mismatch`
+    /// * `artifact missing: PATH`, `artifact unreadable: PATH: MESSAGE`
+    /// * `REASON` of `command` (see [`StepResult::error`]: `exit status N`,
+    ///   `killed by signal N`, `timeout after N s`, `spawn failed: ...`)
+    /// * `health check failed: REASON` (no `rollback` configured)
+    /// * `health check failed; rolled back`
+    /// * `health check failed; rollback failed: REASON`
+    pub error: Option<String>,
+    /// Every step that ran, in order (fetch, command, health, rollback).
+    pub steps: Vec<StepResult>,
+}
+
+impl Outcome {
+    fn success(steps: Vec<StepResult>) -> Outcome {
+        Outcome {
+            status: OutcomeStatus::Success,
+            error: None,
+            steps,
+        }
+    }
+
+    fn failure(error: String, steps: Vec<StepResult>) -> Outcome {
+        Outcome {
+            status: OutcomeStatus::Failure,
+            error: Some(bound_error(&error)),
+            steps,
+        }
+    }
+
+    /// `true` when the status is [`OutcomeStatus::Success`].
+    pub fn is_success(&self) -> bool {
+        self.status == OutcomeStatus::Success
+    }
+}
+
+/// `error` with control characters replaced by `?`, cut to at most
+/// [`MAX_ERROR_BYTES`] bytes on a character boundary (ending in `...` when
+/// cut).
+fn bound_error(error: &str) -> String {
+    const MARK: &str = "...";
+    let clean: String = error
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.len() <= MAX_ERROR_BYTES {
+        return clean;
+    }
+    let mut out = String::with_capacity(MAX_ERROR_BYTES);
+    for c in clean.chars() {
+        if out.len() + c.len_utf8() + MARK.len() > MAX_ERROR_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    out.push_str(MARK);
+    out
+}
+
+/// Runs `hook` for `proposal` under the execution contract (design
+/// section 4) and says what happened; every step runs under
+/// `hook.timeout_secs()` seconds ([`run_step`]).
+///
+/// Order: `fetch` (if set; failure ends here), the artifact hash check
+/// (if `artifact` is set; `command` never runs unless SHA-256 of
+/// `artifact` with `{version}` expanded to `proposal.version` equals
+/// `proposal.hash`), `command`, then `health` (if set) and, when `health`
+/// fails, `rollback` (if set). A failed `health` is a failure even when the
+/// rollback succeeded. See [`Outcome::error`] for the messages.
+///
+/// `env` should be [`ExecEnv::new`] of the same `proposal`.
+///
+/// **At-most-once**: the caller must have made the journal's `started`
+/// record for this proposal durable (fsync) before calling this, and
+/// records the outcome after it returns. Dropping the future kills the
+/// running step's process (not its group) and leaves the proposal
+/// `started`, which is acknowledged as `interrupted` at the next start.
+pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome {
+    let timeout = Duration::from_secs(hook.timeout_secs());
+    let mut steps = Vec::new();
+    tracing::info!(%proposal, "running hook");
+
+    if let Some(fetch) = hook.fetch() {
+        let step = run_step(fetch, env, timeout).await;
+        let error = step.error();
+        steps.push(step);
+        if let Some(e) = error {
+            return Outcome::failure(format!("fetch failed: {e}"), steps);
+        }
+    }
+
+    if let Some(template) = hook.artifact() {
+        if let Err(e) = verify_artifact(template, proposal).await {
+            return Outcome::failure(e, steps);
+        }
+    }
+
+    let step = run_step(hook.command(), env, timeout).await;
+    let error = step.error();
+    steps.push(step);
+    if let Some(e) = error {
+        return Outcome::failure(e, steps);
+    }
+
+    if let Some(health) = hook.health() {
+        let step = run_step(health, env, timeout).await;
+        let health_error = step.error();
+        steps.push(step);
+        if let Some(health_error) = health_error {
+            let Some(rollback) = hook.rollback() else {
+                return Outcome::failure(format!("health check failed: {health_error}"), steps);
+            };
+            tracing::warn!(error = %health_error, "health check failed; rolling back");
+            let step = run_step(rollback, env, timeout).await;
+            let rollback_error = step.error();
+            steps.push(step);
+            let error = match rollback_error {
+                None => "health check failed; rolled back".to_owned(),
+                Some(e) => format!("health check failed; rollback failed: {e}"),
+            };
+            return Outcome::failure(error, steps);
+        }
+    }
+
+    tracing::info!(%proposal, "hook succeeded");
+    Outcome::success(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_bounded_on_a_char_boundary_and_cleaned() {
+        assert_eq!(bound_error("a\nb"), "a?b");
+        let long = "é".repeat(300);
+        let bounded = bound_error(&long);
+        assert!(bounded.len() <= MAX_ERROR_BYTES);
+        assert!(bounded.ends_with("..."));
+        assert_eq!(bound_error(&"x".repeat(256)).len(), 256);
+    }
+
+    #[test]
+    fn capture_keeps_the_first_bytes() {
+        let mut c = Captured::default();
+        c.push(&[1; MAX_CAPTURE_BYTES - 1]);
+        assert!(!c.truncated);
+        c.push(&[2, 3]);
+        assert!(c.truncated);
+        assert_eq!(c.bytes.len(), MAX_CAPTURE_BYTES);
+        assert_eq!(c.bytes.last(), Some(&2));
+    }
+
+    #[test]
+    fn excerpt_is_bounded_and_escaped() {
+        let text = excerpt(&[b'\n'; 10_000], true);
+        assert!(text.len() < 2 * LOG_OUTPUT_BYTES + 100, "{}", text.len());
+        assert!(!text.contains('\n'));
+        assert!(text.ends_with("(truncated)"));
+    }
+
+    #[test]
+    fn seconds_are_whole_when_possible() {
+        assert_eq!(secs(Duration::from_secs(3)), "3");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.500");
+    }
+}
