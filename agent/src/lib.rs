@@ -29,8 +29,10 @@ pub mod message;
 pub mod nip19;
 pub mod quorum;
 pub mod ipc;
+pub mod journal;
 pub mod relay;
 pub mod relay_url;
+pub mod state;
 pub mod worker;
 
 pub use error::{Error, Field, HexProblem, TagProblem};
