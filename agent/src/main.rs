@@ -1,8 +1,8 @@
 //! `qube-agent` command line.
 //!
-//! Today: `check-config --config PATH` (design section 7) besides `--help`
-//! and `--version`. The daemon commands (`run`, `status`, `journal`) arrive
-//! with the relay client and quorum engine.
+//! `run` (the agent), `check-config` (design section 7), `--help` and
+//! `--version`. Logs go to stderr with timestamps and levels: warnings and
+//! errors by default, `-v` for what the agent does, `-vv` for debugging.
 
 #![forbid(unsafe_code)]
 
@@ -27,12 +27,34 @@ use qube_agent::config::Config;
     arg_required_else_help = true
 )]
 struct Cli {
+    /// More log output on stderr: -v for actions and relay state, -vv for
+    /// debugging.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: watch the relays, count directives, act on a quorum.
+    ///
+    /// Connects to every configured relay, follows the voters' kind 33321
+    /// directives, and when a quorum signs exactly the same action runs its
+    /// hook once and publishes a signed acknowledgement (kind 3333). Stops
+    /// on SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on a config
+    /// or state error.
+    #[command(after_help = "Example: qube-agent run --config /etc/qube-agent/config.toml -v")]
+    Run {
+        /// The agent's TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+        /// Tally and log what would run; run no hook, publish nothing,
+        /// record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check a config file and print the effective configuration.
     ///
     /// Reads the TOML config, refuses unknown keys, checks relays (wss://, or
@@ -56,8 +78,59 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config, dry_run } => run(&config, dry_run),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(verbose > 1)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// `run`: the agent until SIGINT/SIGTERM.
+fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            config
+        }
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = qube_agent::monitor::RunOptions { dry_run };
+    match runtime.block_on(qube_agent::monitor::run(config, options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -184,7 +184,7 @@ impl Filtering {
                 message: truncated(&message, 512),
             }),
             RelayEvent::Connected { relay } => {
-                info!("{}: connected", url(relay));
+                debug!("{}: connected", url(relay));
                 Some(WorkerMessage::RelayStatus {
                     relay,
                     connected: true,

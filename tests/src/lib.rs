@@ -14,7 +14,13 @@ use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
 use nostr_relay_builder::prelude::{
     LocalRelay, RelayBuilder, RelayBuilderNip42, RelayBuilderNip42Mode,
 };
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use qube_agent::config::Config;
+use qube_agent::monitor::{self, RunOptions};
 use qube_agent::relay::{RelayEvent, RelayOptions, RelayTarget};
+use qube_agent::Filter;
 use qube_agent::{Event, Keys, UnsignedEvent};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -236,4 +242,233 @@ pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Publishes `event` to the relay at `url`, answering a NIP-42 challenge
+/// with `auth` when the relay asks; returns the relay's final `OK`
+/// (accepted, message).
+pub async fn publish(url: &str, event: &Event, auth: &Keys) -> (bool, String) {
+    use qube_agent::relay::RelayPool;
+    let (pool, mut rx) = RelayPool::start(
+        vec![target(url)],
+        vec![qube_agent::Filter {
+            kinds: vec![1],
+            authors: vec![[0; 32]],
+            ..qube_agent::Filter::default()
+        }],
+        fast_options(),
+    );
+    let within = Duration::from_secs(10);
+    wait_for(&mut rx, within, |e| {
+        matches!(e, RelayEvent::EndOfStored { .. }).then_some(())
+    })
+    .await;
+    pool.publish(event);
+    let mut challenge: Option<String> = None;
+    let mut authed = false;
+    loop {
+        let got = wait_for(&mut rx, within, |e| match e {
+            RelayEvent::Ok { event_id, .. } if *event_id == event.id => Some(e.clone()),
+            RelayEvent::AuthChallenge { .. } => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+        match got {
+            RelayEvent::AuthChallenge { challenge: c, .. } => challenge = Some(c),
+            RelayEvent::Ok {
+                accepted, message, ..
+            } => {
+                if accepted || authed || !message.starts_with("auth-required:") {
+                    return (accepted, message);
+                }
+                // Wait for the challenge if it has not come yet.
+                let c = match challenge.take() {
+                    Some(c) => c,
+                    None => {
+                        wait_for(&mut rx, within, |e| match e {
+                            RelayEvent::AuthChallenge { challenge, .. } => Some(challenge.clone()),
+                            _ => None,
+                        })
+                        .await
+                    }
+                };
+                let auth_event = auth
+                    .sign(UnsignedEvent {
+                        created_at: now(),
+                        kind: 22242,
+                        tags: vec![
+                            vec!["relay".into(), url.to_owned()],
+                            vec!["challenge".into(), c],
+                        ],
+                        content: String::new(),
+                    })
+                    .expect("sign AUTH");
+                pool.authenticate(0, auth_event);
+                authed = true;
+                pool.publish(event);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Subscribes to `url` with `filter` and returns the first event that
+/// arrives within `within`, stored or live.
+pub async fn fetch_one(url: &str, filter: qube_agent::Filter, within: Duration) -> Option<Event> {
+    use qube_agent::relay::RelayPool;
+    let (_pool, mut rx) = RelayPool::start(vec![target(url)], vec![filter], fast_options());
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(RelayEvent::Event { event, .. })) => return Some(event),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// A 64-hex artifact hash for directives.
+pub const HASH: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+/// A node under test: a temporary directory with a node key, a hook that
+/// appends a line to a marker file per run, and the agent config.
+pub struct Node {
+    /// The temporary directory (state, hook, marker).
+    pub dir: tempfile::TempDir,
+    /// The node key.
+    pub node_keys: Keys,
+    /// File the hook appends `ACTION VERSION NODE_ID` to.
+    pub marker: PathBuf,
+}
+
+impl Default for Node {
+    /// A fresh node whose upgrade hook only records the run.
+    fn default() -> Node {
+        Node::with_hook("")
+    }
+}
+
+impl Node {
+
+    /// A fresh node whose upgrade hook records the run, then runs `extra`.
+    pub fn with_hook(extra: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let node_keys = keys(42);
+        let key_path = dir.path().join("node.key");
+        std::fs::write(
+            &key_path,
+            format!("{}\n", hex::encode(node_keys.secret_bytes())),
+        )
+        .unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let marker = dir.path().join("hook-ran");
+        let hook = dir.path().join("upgrade.sh");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho \"$QUBE_ACTION $QUBE_VERSION $QUBE_NODE_ID\" >> {}\n{extra}\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Node {
+            dir,
+            node_keys,
+            marker,
+        }
+    }
+
+    /// Config TOML for these relays and voters, plus `extra` lines in
+    /// `[upgrade]` and `top` lines at the top level.
+    pub fn config_toml(
+        &self,
+        relays: &[&str],
+        voters: &[&Keys],
+        quorum: usize,
+        top: &str,
+        upgrade_extra: &str,
+    ) -> String {
+        let relays: Vec<String> = relays.iter().map(|r| format!("{r:?}")).collect();
+        let mut toml = format!(
+            "network = \"hqz\"\nquorum = {quorum}\nrelays = [{}]\nstate_dir = {:?}\nnode_id = \"pillar-test\"\nnode_key = {:?}\n{top}\n",
+            relays.join(", "),
+            self.dir.path().join("state"),
+            self.dir.path().join("node.key"),
+        );
+        for (i, v) in voters.iter().enumerate() {
+            toml.push_str(&format!(
+                "\n[[follows]]\nname = \"gov{i}\"\nnpub = \"{}\"\nrole = \"voter\"\n",
+                hex::encode(v.public_key())
+            ));
+        }
+        toml.push_str(&format!(
+            "\n[upgrade]\ncommand = [{:?}]\ntimeout_secs = 10\n{upgrade_extra}\n\n[reboot]\ncommand = [\"/bin/false\"]\n",
+            self.dir.path().join("upgrade.sh")
+        ));
+        toml
+    }
+
+    /// The parsed config for these relays and voters.
+    pub fn config(&self, relays: &[&str], voters: &[&Keys], quorum: usize) -> Config {
+        self.config_with(relays, voters, quorum, "", "")
+    }
+
+    /// The parsed config with extra top-level and `[upgrade]` lines.
+    pub fn config_with(
+        &self,
+        relays: &[&str],
+        voters: &[&Keys],
+        quorum: usize,
+        top: &str,
+        upgrade_extra: &str,
+    ) -> Config {
+        let toml = self.config_toml(relays, voters, quorum, top, upgrade_extra);
+        Config::from_toml_str(&toml)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+            .0
+    }
+
+    /// Lines the hook wrote so far, one per run.
+    pub fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.marker)
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Polls `ok` every 50 ms for up to `within`.
+pub async fn wait_until(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok()
+}
+
+/// Filter for the acknowledgements of node `node`.
+pub fn ack_filter(node: &[u8; 32]) -> Filter {
+    Filter {
+        kinds: vec![3333],
+        authors: vec![*node],
+        ..Filter::default()
+    }
+}
+
+/// Values (element 1) of every tag named `name`.
+pub fn tag_values<'a>(event: &'a Event, name: &'a str) -> Vec<&'a str> {
+    event
+        .tags_named(name)
+        .filter_map(|t| t.get(1).map(String::as_str))
+        .collect()
+}
+
+/// Runs the agent (monitor and worker) in this process until aborted.
+pub fn start_agent(config: Config) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        monitor::run(config, RunOptions::default()).await.unwrap();
+    })
 }

@@ -1,0 +1,683 @@
+//! The monitor half of the agent (DESIGN.md section 5): config, node key,
+//! state, quorum engine, hooks, journal, acknowledgements and NIP-42
+//! signing. It trusts nothing the worker says: every forwarded directive is
+//! parsed and verified again, and a worker that sends something malformed or
+//! not permitted is ended and started again with backoff.
+//!
+//! The worker runs as a task of this process, connected by an in-memory pipe
+//! carrying the same length-prefixed frames a process boundary will carry.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, DuplexStream, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::ack::{Ack, AckStatus};
+use crate::config::Config;
+use crate::directive::{Action, Directive, DirectiveError, DirectiveRules, Proposal};
+use crate::event::{Event, Limits, UnsignedEvent};
+use crate::exec::{self, ExecEnv};
+use crate::ipc::{self, IpcError, MonitorMessage, RelayParams, StartParams, WorkerMessage};
+use crate::journal::{Entry, Journal, Status as JournalStatus};
+use crate::keys::Keys;
+use crate::quorum::{Decision, Engine, Offer, QuorumConfig};
+use crate::state::{Outbox, StateDir};
+
+/// Kind of a NIP-42 authentication event.
+pub const AUTH_KIND: u16 = 22242;
+
+/// How the agent runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Tally and log what would run; run no hook, publish nothing, record
+    /// nothing.
+    pub dry_run: bool,
+}
+
+/// Why the agent stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MonitorError {
+    /// State could not be opened, read or written.
+    State(crate::state::StateError),
+    /// The journal could not be opened or written (never run a hook then).
+    Journal(crate::journal::JournalError),
+    /// The quorum configuration was refused.
+    Quorum(crate::quorum::QuorumError),
+    /// Signing failed (the system random number generator).
+    Sign(crate::Error),
+}
+
+impl std::fmt::Display for MonitorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MonitorError::State(e) => write!(f, "state: {e}"),
+            MonitorError::Journal(e) => write!(f, "journal: {e}"),
+            MonitorError::Quorum(e) => write!(f, "quorum: {e}"),
+            MonitorError::Sign(e) => write!(f, "signing: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MonitorError {}
+
+impl From<crate::state::StateError> for MonitorError {
+    fn from(e: crate::state::StateError) -> Self {
+        MonitorError::State(e)
+    }
+}
+impl From<crate::journal::JournalError> for MonitorError {
+    fn from(e: crate::journal::JournalError) -> Self {
+        MonitorError::Journal(e)
+    }
+}
+
+/// The node id used when the config sets none: `node-` and the first 16 hex
+/// chars of the node's pubkey.
+pub fn default_node_id(pubkey: &[u8; 32]) -> String {
+    let hex = hex::encode(pubkey);
+    format!("node-{}", hex.get(..16).unwrap_or(&hex))
+}
+
+/// The voters of `config` as 32-byte keys.
+pub fn voter_keys(config: &Config) -> BTreeSet<[u8; 32]> {
+    config.voters().map(|f| *f.pubkey()).collect()
+}
+
+/// The directive rules `config` implies.
+pub fn directive_rules(config: &Config) -> DirectiveRules {
+    DirectiveRules {
+        d_tag: config.d_tag().to_owned(),
+        network: config.network().to_owned(),
+        max_future_skew_secs: config.policy().max_future_skew_secs(),
+    }
+}
+
+struct Monitor {
+    config: Config,
+    options: RunOptions,
+    state: StateDir,
+    keys: Keys,
+    node_id: String,
+    rules: DirectiveRules,
+    voters: BTreeSet<[u8; 32]>,
+    engine: Engine,
+    journal: Journal,
+    outbox: Outbox,
+    installed: Option<semver::Version>,
+    /// Proposals announced in dry-run mode or as conflicts, so each is logged
+    /// once.
+    announced: HashSet<String>,
+}
+
+/// A worker message that ends the worker.
+struct Violation(String);
+
+/// Runs the agent until SIGINT or SIGTERM.
+///
+/// # Errors
+/// [`MonitorError`] when state, journal or key cannot be used; relay
+/// trouble never ends the agent.
+pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError> {
+    let state = StateDir::open(config.state_dir())?;
+    let _lock = state.lock()?;
+    let keys = state.node_key(config.node_key())?;
+    let node_id = config
+        .node_id()
+        .map_or_else(|| default_node_id(&keys.public_key()), str::to_owned);
+    let rules = directive_rules(&config);
+    let voters = voter_keys(&config);
+    let now = crate::now();
+    let (directives, dropped) = state.load_directives(&rules, now, &voters)?;
+    for why in dropped {
+        warn!("dropped a saved directive: {why}");
+    }
+    let engine = Engine::from_directives(
+        QuorumConfig {
+            voters: voters.clone(),
+            quorum: config.quorum(),
+            allow_downgrade: config.policy().allow_downgrade(),
+        },
+        directives,
+    )
+    .map_err(MonitorError::Quorum)?;
+    let journal = Journal::open(state.journal_path())?;
+    let outbox = state.outbox()?;
+    let installed = installed_version(&config, &state)?;
+    info!(
+        "node {node_id} ({}), {} voters, quorum {}, installed {}{}",
+        crate::nip19::encode_npub(&keys.public_key()),
+        voters.len(),
+        config.quorum(),
+        installed
+            .as_ref()
+            .map_or("unknown".into(), |v| v.to_string()),
+        if options.dry_run { ", DRY RUN" } else { "" }
+    );
+    let mut monitor = Monitor {
+        config,
+        options,
+        state,
+        keys,
+        node_id,
+        rules,
+        voters,
+        engine,
+        journal,
+        outbox,
+        installed,
+        announced: HashSet::new(),
+    };
+    monitor.acknowledge_interrupted()?;
+    monitor.serve().await
+}
+
+/// The higher of `current_version` in the config and the version recorded
+/// after the last successful upgrade.
+fn installed_version(
+    config: &Config,
+    state: &StateDir,
+) -> Result<Option<semver::Version>, MonitorError> {
+    let recorded = state
+        .installed_version()?
+        .and_then(|v| semver::Version::parse(v.strip_prefix('v').unwrap_or(&v)).ok());
+    let configured = config.current_version().map(|v| v.semver().clone());
+    Ok(match (recorded, configured) {
+        (Some(a), Some(b)) => Some(if a.cmp_precedence(&b).is_ge() { a } else { b }),
+        (a, b) => a.or(b),
+    })
+}
+
+type FromWorker = mpsc::Receiver<Result<WorkerMessage, IpcError>>;
+
+impl Monitor {
+    fn start_params(&self) -> StartParams {
+        StartParams {
+            relays: self
+                .config
+                .relays()
+                .iter()
+                .map(|r| RelayParams {
+                    url: r.as_str().to_owned(),
+                    host: r.host(),
+                    port: r.port(),
+                    tls: r.is_tls(),
+                })
+                .collect(),
+            voters: self.voters.iter().map(hex::encode).collect(),
+            network: self.rules.network.clone(),
+            d_tag: self.rules.d_tag.clone(),
+            max_future_skew_secs: self.rules.max_future_skew_secs,
+        }
+    }
+
+    /// Starts a worker task; returns the channel to it and its messages.
+    async fn spawn_worker(
+        &self,
+    ) -> Result<
+        (
+            WriteHalf<DuplexStream>,
+            FromWorker,
+            tokio::task::JoinHandle<()>,
+        ),
+        IpcError,
+    > {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (their_read, their_write) = tokio::io::split(theirs);
+        let worker = tokio::spawn(async move {
+            if let Err(e) = crate::worker::run(their_read, their_write).await {
+                error!("worker stopped: {e}");
+            }
+        });
+        let (our_read, mut our_write) = tokio::io::split(ours);
+        ipc::write_message(&mut our_write, &MonitorMessage::Start(self.start_params())).await?;
+        Ok((our_write, spawn_reader(our_read), worker))
+    }
+
+    async fn serve(&mut self) -> Result<(), MonitorError> {
+        let mut restarts: u32 = 0;
+        let mut shutdown = Box::pin(shutdown_signal());
+        loop {
+            let (mut to_worker, mut from_worker, worker) = match self.spawn_worker().await {
+                Ok(w) => w,
+                Err(e) => {
+                    error!("cannot start the worker: {e}");
+                    restarts += 1;
+                    tokio::time::sleep(restart_delay(restarts)).await;
+                    continue;
+                }
+            };
+            // Decide once at start: a quorum may already be stored.
+            self.evaluate(&mut to_worker).await?;
+            self.flush_outbox(&mut to_worker, true).await;
+            let ended = loop {
+                let wake = self.next_wake();
+                tokio::select! {
+                    () = &mut shutdown => {
+                        info!("shutting down");
+                        worker.abort();
+                        return Ok(());
+                    }
+                    () = tokio::time::sleep(wake) => {
+                        self.evaluate(&mut to_worker).await?;
+                        self.flush_outbox(&mut to_worker, false).await;
+                    }
+                    msg = from_worker.recv() => {
+                        match msg {
+                            None | Some(Err(IpcError::Closed)) => break "worker closed its channel".to_owned(),
+                            Some(Err(e)) => break format!("worker sent a bad frame: {e}"),
+                            Some(Ok(msg)) => match self.handle(msg, &mut to_worker).await {
+                                Ok(()) => {}
+                                Err(HandleError::Violation(Violation(why))) => break why,
+                                Err(HandleError::Fatal(e)) => {
+                                    worker.abort();
+                                    return Err(e);
+                                }
+                            },
+                        }
+                    }
+                }
+            };
+            worker.abort();
+            restarts += 1;
+            let delay = restart_delay(restarts);
+            error!(
+                "ending the worker: {ended}; restart {restarts} in {} s",
+                delay.as_secs()
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = crate::now();
+        let mut at = now + 60;
+        if let Some(e) = self.engine.next_expiry(now) {
+            at = at.min(e.max(now));
+        }
+        if let Some(o) = self.outbox.next_attempt_at() {
+            at = at.min(o.max(now));
+        }
+        Duration::from_secs(at.saturating_sub(now)).max(Duration::from_millis(200))
+    }
+
+    async fn handle(
+        &mut self,
+        msg: WorkerMessage,
+        to_worker: &mut WriteHalf<DuplexStream>,
+    ) -> Result<(), HandleError> {
+        match msg {
+            WorkerMessage::Directive { relay, event } => {
+                let Some(directive) = self.reverify(&event)? else {
+                    return Ok(());
+                };
+                let url = self.relay_url(relay)?.to_owned();
+                let id = directive.event().id_hex();
+                match self.engine.offer(directive) {
+                    Offer::Accepted { .. } => {
+                        info!("directive {id} from {url} accepted");
+                        if !self.options.dry_run {
+                            self.state
+                                .save_directives(self.engine.directives())
+                                .map_err(|e| HandleError::Fatal(e.into()))?;
+                        }
+                        self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
+                    }
+                    Offer::Stale { .. } => debug!("directive {id} from {url} is not newer"),
+                    Offer::NotAVoter => {
+                        return Err(violation(format!("forwarded {id} from a non-voter")))
+                    }
+                }
+            }
+            WorkerMessage::AuthRequest { relay, challenge } => {
+                let url = self.relay_url(relay)?.to_owned();
+                if challenge.is_empty()
+                    || challenge.len() > ipc::MAX_CHALLENGE_BYTES
+                    || challenge.chars().any(char::is_control)
+                {
+                    return Err(violation("AUTH challenge out of bounds".into()));
+                }
+                let auth = self
+                    .keys
+                    .sign(UnsignedEvent {
+                        created_at: crate::now(),
+                        kind: AUTH_KIND,
+                        tags: vec![
+                            vec!["relay".into(), url.clone()],
+                            vec!["challenge".into(), challenge],
+                        ],
+                        content: String::new(),
+                    })
+                    .map_err(|e| HandleError::Fatal(MonitorError::Sign(e)))?;
+                debug!("answering {url}'s NIP-42 challenge");
+                let msg = MonitorMessage::Auth {
+                    relay,
+                    event: auth.to_json(),
+                };
+                if let Err(e) = ipc::write_message(to_worker, &msg).await {
+                    return Err(violation(format!("cannot reach the worker: {e}")));
+                }
+                // Acks refused for want of authentication go out again.
+                self.flush_outbox(to_worker, true).await;
+            }
+            WorkerMessage::PublishResult {
+                relay,
+                event_id,
+                accepted,
+                message,
+            } => {
+                let url = self.relay_url(relay)?.to_owned();
+                let mut id = [0u8; 32];
+                if hex::decode_to_slice(&event_id, &mut id).is_err() {
+                    return Err(violation("publish result with a malformed id".into()));
+                }
+                if accepted {
+                    if self
+                        .outbox
+                        .remove(&id)
+                        .map_err(|e| HandleError::Fatal(e.into()))?
+                    {
+                        info!("acknowledgement {event_id} stored by {url}");
+                    }
+                } else {
+                    warn!("{url} refused {event_id}: {message}");
+                }
+            }
+            WorkerMessage::RelayStatus {
+                relay,
+                connected,
+                detail,
+            } => {
+                let url = self.relay_url(relay)?.to_owned();
+                if connected {
+                    info!("{url}: connected");
+                    self.flush_outbox(to_worker, true).await;
+                } else {
+                    debug!("{url}: {detail}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn relay_url(&self, relay: usize) -> Result<&str, Violation> {
+        self.config
+            .relays()
+            .get(relay)
+            .map(|r| r.as_str())
+            .ok_or_else(|| Violation(format!("relay index {relay} out of range")))
+    }
+
+    /// Parses, verifies and checks a forwarded directive as if the worker
+    /// did nothing. `None`: dropped for a reason the worker could not have
+    /// seen (its clock read a moment earlier).
+    fn reverify(&self, json: &str) -> Result<Option<Directive>, Violation> {
+        let event = Event::from_json(json.as_bytes(), &Limits::default())
+            .map_err(|e| Violation(format!("forwarded an invalid event: {e}")))?;
+        if !self.voters.contains(&event.pubkey) {
+            return Err(Violation(format!(
+                "forwarded {} from a non-voter",
+                event.id_hex()
+            )));
+        }
+        match Directive::from_event_including_expired(event, &self.rules, crate::now()) {
+            Ok(d) => Ok(Some(d)),
+            Err(e @ DirectiveError::FromFuture { .. }) => {
+                debug!("dropped a forwarded directive: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(Violation(format!(
+                "forwarded a directive that breaks the rules: {e}"
+            ))),
+        }
+    }
+
+    async fn evaluate(
+        &mut self,
+        to_worker: &mut WriteHalf<DuplexStream>,
+    ) -> Result<(), MonitorError> {
+        let now = crate::now();
+        let journal = &self.journal;
+        let decision = self
+            .engine
+            .decide(now, self.installed.as_ref(), &|p: &Proposal| {
+                journal.contains(p)
+            });
+        match decision {
+            Decision::Nothing => Ok(()),
+            Decision::Conflict(proposals) => {
+                let key = format!("{proposals:?}");
+                if self.announced.insert(key) {
+                    let list: Vec<String> = proposals.iter().map(ToString::to_string).collect();
+                    error!("conflict: quorums for different proposals at the same version, nothing runs: {}", list.join(" | "));
+                }
+                Ok(())
+            }
+            Decision::Run {
+                proposal,
+                directives,
+            } => {
+                if self.options.dry_run {
+                    if self.announced.insert(proposal.to_string()) {
+                        info!(
+                            "dry run: quorum of {} reached for {proposal}; would run the {} hook",
+                            directives.len(),
+                            proposal.action.as_str()
+                        );
+                    }
+                    return Ok(());
+                }
+                self.act(proposal, directives, to_worker).await
+            }
+        }
+    }
+
+    /// Runs the hook for a proposal exactly once: the `started` record is
+    /// durable before the hook starts.
+    async fn act(
+        &mut self,
+        proposal: Proposal,
+        directives: Vec<Directive>,
+        to_worker: &mut WriteHalf<DuplexStream>,
+    ) -> Result<(), MonitorError> {
+        let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
+        let authors: Vec<[u8; 32]> = directives.iter().map(|d| *d.author()).collect();
+        info!(
+            "quorum of {} reached for {proposal}; running the {} hook",
+            directives.len(),
+            proposal.action.as_str()
+        );
+        let seq = self.journal.append_started(&proposal, &ids, crate::now())?;
+        let hook = match proposal.action {
+            Action::Upgrade => self.config.upgrade(),
+            Action::Reboot => self.config.reboot(),
+        };
+        let (status, error) = match hook {
+            Some(hook) => {
+                let env = ExecEnv::new(&proposal, &ids, &self.node_id);
+                let outcome = exec::execute(hook, &proposal, &env).await;
+                if outcome.is_success() {
+                    (AckStatus::Success, None)
+                } else {
+                    (AckStatus::Failure, outcome.error)
+                }
+            }
+            None => (
+                AckStatus::Failure,
+                Some(format!("no [{}] hook configured", proposal.action.as_str())),
+            ),
+        };
+        let action_at = crate::now();
+        let journal_status = match status {
+            AckStatus::Success => JournalStatus::Success,
+            AckStatus::Failure => JournalStatus::Failure,
+        };
+        self.journal
+            .append_outcome(seq, journal_status, error.as_deref(), action_at)?;
+        match (&status, &error) {
+            (AckStatus::Success, _) => info!("{proposal}: success"),
+            (AckStatus::Failure, e) => {
+                error!("{proposal}: failure: {}", e.as_deref().unwrap_or("unknown"))
+            }
+        }
+        if status == AckStatus::Success && proposal.action == Action::Upgrade {
+            self.state.set_installed_version(&proposal.version)?;
+            if let Ok(v) = proposal.semver() {
+                self.installed = Some(v);
+            }
+        }
+        let sources: Vec<([u8; 32], [u8; 32])> = {
+            let mut v: Vec<_> = authors.into_iter().zip(ids).collect();
+            v.sort();
+            v
+        };
+        self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
+        self.flush_outbox(to_worker, true).await;
+        Ok(())
+    }
+
+    fn queue_ack(
+        &mut self,
+        proposal: &Proposal,
+        directives: Vec<([u8; 32], [u8; 32])>,
+        status: AckStatus,
+        error: Option<&str>,
+        action_at: u64,
+    ) -> Result<(), MonitorError> {
+        let ack = Ack {
+            proposal,
+            directives,
+            d_tag: &self.rules.d_tag,
+            status,
+            error,
+            node_id: &self.node_id,
+            action_at,
+        };
+        let event = self
+            .keys
+            .sign(ack.to_unsigned(crate::now()))
+            .map_err(MonitorError::Sign)?;
+        info!("acknowledgement {} queued", event.id_hex());
+        self.outbox.push(event, crate::now())?;
+        Ok(())
+    }
+
+    /// A `started` record without an outcome means the agent died while a
+    /// hook ran: never run it again, acknowledge it as interrupted.
+    fn acknowledge_interrupted(&mut self) -> Result<(), MonitorError> {
+        for (seq, proposal) in self.journal.interrupted() {
+            if self.options.dry_run {
+                warn!("dry run: {proposal} was interrupted; would acknowledge it as a failure");
+                continue;
+            }
+            warn!("{proposal} was interrupted (started, no outcome): acknowledging it as a failure, not running it again");
+            let ids: Vec<[u8; 32]> = match self.journal.record(seq).map(|r| &r.entry) {
+                Some(Entry::Started { directive_ids, .. }) => directive_ids.clone(),
+                _ => Vec::new(),
+            };
+            // The authors come from the saved directives, which a restart
+            // keeps unless a newer directive replaced them.
+            let mut sources: Vec<([u8; 32], [u8; 32])> = self
+                .engine
+                .directives()
+                .filter(|d| ids.contains(&d.event().id))
+                .map(|d| (*d.author(), d.event().id))
+                .collect();
+            sources.sort();
+            let at = crate::now();
+            self.journal
+                .append_outcome(seq, JournalStatus::Failure, Some("interrupted"), at)?;
+            self.queue_ack(
+                &proposal,
+                sources,
+                AckStatus::Failure,
+                Some("interrupted"),
+                at,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands queued acks to the worker: all of them with `all`, otherwise
+    /// those due for a retry (which are then rescheduled).
+    async fn flush_outbox(&mut self, to_worker: &mut WriteHalf<DuplexStream>, all: bool) {
+        if self.options.dry_run {
+            return;
+        }
+        let now = crate::now();
+        let entries = if all {
+            self.outbox.entries().to_vec()
+        } else {
+            self.outbox.due(now)
+        };
+        for entry in entries {
+            let msg = MonitorMessage::Publish {
+                event: entry.event.to_json(),
+            };
+            if ipc::write_message(to_worker, &msg).await.is_err() {
+                return;
+            }
+            if !all {
+                if let Err(e) = self.outbox.mark_failed(&entry.event.id, now) {
+                    warn!(
+                        "cannot reschedule acknowledgement {}: {e}",
+                        entry.event.id_hex()
+                    );
+                }
+            }
+        }
+    }
+}
+
+enum HandleError {
+    Violation(Violation),
+    Fatal(MonitorError),
+}
+
+impl From<Violation> for HandleError {
+    fn from(v: Violation) -> Self {
+        HandleError::Violation(v)
+    }
+}
+
+fn violation(why: String) -> HandleError {
+    HandleError::Violation(Violation(why))
+}
+
+/// Reads frames from the worker on a task of its own, so a half-read frame
+/// is never lost to `select!`.
+fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut reader: R) -> FromWorker {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let msg = ipc::read_message::<_, WorkerMessage>(&mut reader).await;
+            let stop = msg.is_err();
+            if tx.send(msg).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// 1 s doubling to 60 s.
+fn restart_delay(restarts: u32) -> Duration {
+    Duration::from_secs(1u64 << restarts.min(6)).min(Duration::from_secs(60))
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
