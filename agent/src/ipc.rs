@@ -47,6 +47,13 @@ pub enum WorkerMessage {
         /// The relay's reason.
         message: String,
     },
+    /// Every relay has sent its stored events (`EOSE`) or failed at least
+    /// once, or the sync deadline passed: decisions may start. Sent once per
+    /// worker.
+    Synced {
+        /// Relays that sent `EOSE` in time.
+        relays_synced: usize,
+    },
     /// A relay connected or disconnected.
     RelayStatus {
         /// Index of the relay.

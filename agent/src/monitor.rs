@@ -110,7 +110,16 @@ struct Monitor {
     /// Proposals announced in dry-run mode or as conflicts, so each is logged
     /// once.
     announced: HashSet<String>,
+    /// Whether the current worker has delivered the relays' stored
+    /// directives. Until then nothing runs, so that what runs does not
+    /// depend on the order in which stored events happened to arrive.
+    synced: bool,
 }
+
+/// Longest the monitor waits for the worker's `synced` before deciding
+/// anyway (a worker that never says it is synced only delays, as it could
+/// by withholding directives).
+const SYNC_FALLBACK: Duration = Duration::from_secs(30);
 
 /// A worker message that ends the worker.
 struct Violation(String);
@@ -169,6 +178,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         outbox,
         installed,
         announced: HashSet::new(),
+        synced: false,
     };
     monitor.acknowledge_interrupted()?;
     monitor.serve().await
@@ -249,12 +259,17 @@ impl Monitor {
                     continue;
                 }
             };
-            // Decide once at start: a quorum may already be stored.
-            self.evaluate(&mut to_worker).await?;
+            self.synced = false;
+            let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
             self.flush_outbox(&mut to_worker, true).await;
             let ended = loop {
                 let wake = self.next_wake();
                 tokio::select! {
+                    () = tokio::time::sleep_until(sync_fallback), if !self.synced => {
+                        warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
+                        self.synced = true;
+                        self.evaluate(&mut to_worker).await?;
+                    }
                     () = &mut shutdown => {
                         info!("shutting down");
                         worker.abort();
@@ -385,6 +400,14 @@ impl Monitor {
                     warn!("{url} refused {event_id}: {message}");
                 }
             }
+            WorkerMessage::Synced { relays_synced } => {
+                if self.synced {
+                    return Err(violation("synced sent twice".into()));
+                }
+                info!("{relays_synced} relays synced; deciding");
+                self.synced = true;
+                self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
+            }
             WorkerMessage::RelayStatus {
                 relay,
                 connected,
@@ -438,6 +461,9 @@ impl Monitor {
         &mut self,
         to_worker: &mut WriteHalf<DuplexStream>,
     ) -> Result<(), MonitorError> {
+        if !self.synced {
+            return Ok(());
+        }
         let now = crate::now();
         let journal = &self.journal;
         let decision = self

@@ -21,6 +21,9 @@ use crate::relay::{RelayEvent, RelayOptions, RelayPool, RelayTarget};
 /// Ids remembered for cross-relay deduplication before the set is reset.
 const SEEN_IDS_CAP: usize = 16_384;
 
+/// Longest wait for every relay's stored events before decisions start.
+pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs the worker until the monitor closes the channel.
 ///
 /// # Errors
@@ -63,7 +66,10 @@ where
         voters,
         seen: HashSet::new(),
         newest: BTreeMap::new(),
+        settled: vec![Settled::No; start.relays.len()],
+        synced_sent: false,
     };
+    let sync_deadline = tokio::time::Instant::now() + SYNC_DEADLINE;
 
     // Frames from the monitor are read by their own task so that a
     // half-read frame is never dropped by `select!`.
@@ -80,9 +86,21 @@ where
 
     let result = loop {
         tokio::select! {
+            () = tokio::time::sleep_until(sync_deadline), if !state.synced_sent => {
+                let msg = state.synced();
+                if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
+                    break Err(e);
+                }
+            }
             event = events.recv() => {
                 let Some(event) = event else { break Ok(()) };
                 if let Some(msg) = state.handle(&pool, event) {
+                    if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
+                        break Err(e);
+                    }
+                }
+                if !state.synced_sent && state.settled.iter().all(|s| *s != Settled::No) {
+                    let msg = state.synced();
                     if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
                         break Err(e);
                     }
@@ -143,7 +161,18 @@ fn directive_filter(start: &StartParams) -> Result<Filter, IpcError> {
     })
 }
 
+/// Whether a relay's stored events are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    No,
+    Eose,
+    Failed,
+}
+
 struct Filtering {
+    /// Per relay: stored events received (`EOSE`) or failed once.
+    settled: Vec<Settled>,
+    synced_sent: bool,
     rules: DirectiveRules,
     voters: HashSet<[u8; 32]>,
     seen: HashSet<[u8; 32]>,
@@ -152,6 +181,24 @@ struct Filtering {
 }
 
 impl Filtering {
+    fn synced(&mut self) -> WorkerMessage {
+        self.synced_sent = true;
+        let relays_synced = self.settled.iter().filter(|s| **s == Settled::Eose).count();
+        info!(
+            "{relays_synced} of {} relays sent their stored directives",
+            self.settled.len()
+        );
+        WorkerMessage::Synced { relays_synced }
+    }
+
+    fn settle(&mut self, relay: usize, how: Settled) {
+        if let Some(s) = self.settled.get_mut(relay) {
+            if *s == Settled::No || how == Settled::Eose {
+                *s = how;
+            }
+        }
+    }
+
     fn handle(&mut self, pool: &RelayPool, event: RelayEvent) -> Option<WorkerMessage> {
         let url = |relay: usize| {
             pool.targets()
@@ -196,6 +243,7 @@ impl Filtering {
                 reason,
                 retry_in,
             } => {
+                self.settle(relay, Settled::Failed);
                 info!(
                     "{}: {reason}; retrying in {} ms",
                     url(relay),
@@ -208,6 +256,7 @@ impl Filtering {
                 })
             }
             RelayEvent::EndOfStored { relay } => {
+                self.settle(relay, Settled::Eose);
                 debug!("{}: end of stored events", url(relay));
                 None
             }

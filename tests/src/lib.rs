@@ -349,7 +349,6 @@ impl Default for Node {
 }
 
 impl Node {
-
     /// A fresh node whose upgrade hook records the run, then runs `extra`.
     pub fn with_hook(extra: &str) -> Node {
         let dir = tempfile::tempdir().unwrap();
@@ -403,8 +402,9 @@ impl Node {
             ));
         }
         toml.push_str(&format!(
-            "\n[upgrade]\ncommand = [{:?}]\ntimeout_secs = 10\n{upgrade_extra}\n\n[reboot]\ncommand = [\"/bin/false\"]\n",
-            self.dir.path().join("upgrade.sh")
+            "\n[upgrade]\ncommand = [{:?}]\n{}{upgrade_extra}\n\n[reboot]\ncommand = [\"/bin/false\"]\n",
+            self.dir.path().join("upgrade.sh"),
+            if upgrade_extra.contains("timeout_secs") { "" } else { "timeout_secs = 10\n" },
         ));
         toml
     }

@@ -1,0 +1,551 @@
+//! The quorum rules of DESIGN.md section 3 and the execution contract of
+//! section 4, end to end: the agent runs in process against real relays on
+//! loopback. Each negative case ends with a positive control, so a test
+//! cannot pass merely because nothing works.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use qube_agent::{Event, Keys, UnsignedEvent};
+use qube_e2e::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const OTHER_HASH: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+/// How long "nothing happened" is watched for.
+const QUIET: Duration = Duration::from_millis(1500);
+const RUN: Duration = Duration::from_secs(20);
+
+fn gov() -> Vec<Keys> {
+    (1..=4).map(keys).collect()
+}
+
+/// A directive with the standard tags plus `extra`.
+fn directive_with(keys: &Keys, created_at: u64, version: &str, extra: &[[&str; 2]]) -> Event {
+    let mut tags: Vec<Vec<String>> = vec![
+        vec!["d".into(), "hyperqube".into()],
+        vec!["action".into(), "upgrade".into()],
+        vec!["version".into(), version.into()],
+        vec!["hash".into(), HASH.into()],
+        vec!["network".into(), "hqz".into()],
+    ];
+    tags.extend(
+        extra
+            .iter()
+            .map(|[k, v]| vec![(*k).to_owned(), (*v).to_owned()]),
+    );
+    keys.sign(UnsignedEvent {
+        created_at,
+        kind: 33321,
+        tags,
+        content: format!("upgrade to {version}"),
+    })
+    .unwrap()
+}
+
+async fn send(url: &str, event: &Event) {
+    let (accepted, message) = publish(url, event, &keys(99)).await;
+    assert!(accepted, "relay refused a test directive: {message}");
+}
+
+async fn assert_quiet(node: &Node) {
+    tokio::time::sleep(QUIET).await;
+    assert!(
+        node.runs().is_empty(),
+        "ran when it must not: {:?}",
+        node.runs()
+    );
+}
+
+async fn assert_runs_once(node: &Node, expected: &str) {
+    assert!(
+        wait_until(RUN, || !node.runs().is_empty()).await,
+        "control: the hook never ran"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(node.runs(), [expected]);
+}
+
+/// One relay, voters gov1..gov3, quorum 2, agent running.
+async fn setup() -> (TestRelay, Vec<Keys>, Node, tokio::task::JoinHandle<()>) {
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let node = Node::default();
+    let agent = start_agent(node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2));
+    (relay, gov, node, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_follow_does_not_count() {
+    let (relay, gov, node, _agent) = setup().await;
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&keys(50), now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_does_not_count() {
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let node = Node::default();
+    let toml = node.config_toml(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2, "", "");
+    // gov3 becomes an observer.
+    let at = toml.rfind("role = \"voter\"").unwrap();
+    let toml = format!(
+        "{}role = \"observer\"{}",
+        &toml[..at],
+        &toml[at + "role = \"voter\"".len()..]
+    );
+    let config = qube_agent::config::Config::from_toml_str(&toml).unwrap().0;
+    let _agent = start_agent(config);
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_does_not_count() {
+    let good = start_relay(false).await;
+    let gov = gov();
+    // gov2's vote with its content changed (id no longer matches), and one
+    // with a recomputed id but a signature by another key.
+    let mut tampered = directive(&gov[1], now(), "v1.2.3", HASH, "hqz")
+        .into_unverified()
+        .into_data();
+    tampered.content = "upgrade to v1.2.3, trust me".into();
+    let tampered = qube_agent::UnverifiedEvent::from_data(tampered).to_json();
+    let mut resigned = directive(&keys(60), now(), "v1.2.3", HASH, "hqz")
+        .into_unverified()
+        .into_data();
+    resigned.pubkey = gov[1].public_key();
+    resigned.id = resigned.compute_id();
+    let resigned = qube_agent::UnverifiedEvent::from_data(resigned).to_json();
+    let hostile = garbage_relay(vec![
+        Message::text(format!("[\"EVENT\",\"qube-directives\",{tampered}]")),
+        Message::text(format!("[\"EVENT\",\"qube-directives\",{resigned}]")),
+        Message::text("[\"EOSE\",\"qube-directives\"]"),
+    ])
+    .await;
+    let node = Node::default();
+    let _agent = start_agent(node.config(&[&good.url, &hostile], &[&gov[0], &gov[1], &gov[2]], 2));
+    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
+    assert_quiet(&node).await;
+    send(&good.url, &directive(&gov[1], now(), "v1.2.3", HASH, "hqz")).await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_network_does_not_count() {
+    let (relay, gov, node, _agent) = setup().await;
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "testnet"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directive_dated_an_hour_ahead_does_not_count() {
+    let (relay, gov, node, _agent) = setup().await;
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now() + 3600, "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_directive_does_not_count() {
+    // Relays drop expired events themselves (NIP-40); one that does not
+    // serves gov2's expired vote.
+    let good = start_relay(false).await;
+    let gov = gov();
+    let expired = directive_with(
+        &gov[1],
+        now() - 60,
+        "v1.2.3",
+        &[["expiration", &(now() - 10).to_string()]],
+    );
+    let careless = garbage_relay(vec![
+        Message::text(format!(
+            "[\"EVENT\",\"qube-directives\",{}]",
+            expired.to_json()
+        )),
+        Message::text("[\"EOSE\",\"qube-directives\"]"),
+    ])
+    .await;
+    let node = Node::default();
+    let _agent = start_agent(node.config(&[&good.url, &careless], &[&gov[0], &gov[1], &gov[2]], 2));
+    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
+    assert_quiet(&node).await;
+    // Still valid for an hour: counts.
+    let fresh = directive_with(
+        &gov[2],
+        now(),
+        "v1.2.3",
+        &[["expiration", &(now() + 3600).to_string()]],
+    );
+    send(&good.url, &fresh).await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_hashes_never_add_up_and_a_newer_directive_moves_the_vote() {
+    let (relay, gov, node, _agent) = setup().await;
+    let t = now() - 100;
+    send(&relay.url, &directive(&gov[0], t, "v1.2.3", HASH, "hqz")).await;
+    send(
+        &relay.url,
+        &directive(&gov[1], t, "v1.2.3", OTHER_HASH, "hqz"),
+    )
+    .await;
+    // v1.2.3 and 1.2.3 are different proposals too.
+    send(&relay.url, &directive(&gov[2], t, "1.2.3", HASH, "hqz")).await;
+    assert_quiet(&node).await;
+    // gov2 changes its mind: its newer directive replaces the old vote.
+    send(
+        &relay.url,
+        &directive(&gov[1], t + 1, "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_replayed_directive_changes_nothing_also_across_a_restart() {
+    let good = start_relay(false).await;
+    let gov = gov();
+    let t = now() - 100;
+    let old_vote = directive(&gov[0], t, "v1.2.3", HASH, "hqz");
+    // A relay that replays gov1's superseded vote to every subscriber.
+    let replayer = garbage_relay(vec![
+        Message::text(format!(
+            "[\"EVENT\",\"qube-directives\",{}]",
+            old_vote.to_json()
+        )),
+        Message::text("[\"EOSE\",\"qube-directives\"]"),
+    ])
+    .await;
+    let node = Node::default();
+    let config = node.config(&[&good.url, &replayer], &[&gov[0], &gov[1], &gov[2]], 2);
+    let agent = start_agent(config.clone());
+    // gov1 moved to another artifact after its old vote.
+    send(
+        &good.url,
+        &directive(&gov[0], t + 10, "v1.2.3", OTHER_HASH, "hqz"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send(
+        &good.url,
+        &directive(&gov[1], t + 20, "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+
+    agent.abort();
+    let _ = agent.await;
+    let _agent = start_agent(config);
+    // After the restart the replayer sends the old vote again, first.
+    assert_quiet(&node).await;
+    send(
+        &good.url,
+        &directive(&gov[2], t + 30, "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_older_than_the_installed_version_does_not_run() {
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let node = Node::default();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "current_version = \"v2.0.0\"",
+        "",
+    );
+    let _agent = start_agent(config);
+    let t = now() - 100;
+    send(&relay.url, &directive(&gov[0], t, "v1.9.9", HASH, "hqz")).await;
+    send(&relay.url, &directive(&gov[1], t, "v1.9.9", HASH, "hqz")).await;
+    send(&relay.url, &directive(&gov[2], t, "v2.0.0", HASH, "hqz")).await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[0], t + 1, "v2.0.0", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive(&gov[1], t + 1, "v2.1.0", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[2], t + 1, "v2.1.0", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v2.1.0 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_conflicting_quorums_at_the_same_version_run_nothing() {
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let node = Node::default();
+    let t = now() - 100;
+    // Both quorums are on the relay before the agent starts.
+    for (g, hash) in [(0, HASH), (1, HASH), (2, OTHER_HASH), (3, OTHER_HASH)] {
+        send(&relay.url, &directive(&gov[g], t, "v1.2.3", hash, "hqz")).await;
+    }
+    let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2], &gov[3]], 2);
+    let _agent = start_agent(config);
+    assert_quiet(&node).await;
+    tokio::time::sleep(QUIET).await;
+    assert!(node.runs().is_empty());
+    // One side gives in: the conflict ends and the other proposal runs.
+    send(
+        &relay.url,
+        &directive(&gov[3], t + 1, "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_arrives_through_the_third_relay_when_one_is_down_and_one_sends_garbage() {
+    let good = start_relay(false).await;
+    let hostile = garbage_relay(vec![
+        Message::text("{\"not\":\"nostr\"}"),
+        Message::binary(vec![0xff; 4096]),
+        Message::text(format!("{}{}", "[".repeat(3000), "]".repeat(3000))),
+        Message::text("[\"EVENT\",\"qube-directives\",{\"id\":1}]"),
+    ])
+    .await;
+    let dead = dead_port_url().await;
+    let gov = gov();
+    let node = Node::default();
+    let _agent = start_agent(node.config(
+        &[&dead, &hostile, &good.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+    ));
+    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
+    send(&good.url, &directive(&gov[1], now(), "v1.2.3", HASH, "hqz")).await;
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+/// Runs a quorum for v1.2.3 on a node and returns the acknowledgement.
+async fn quorum_and_ack(node: &Node, upgrade_extra: &str) -> (TestRelay, Event) {
+    let relay = start_relay(true).await;
+    let gov = gov();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "",
+        upgrade_extra,
+    );
+    let agent = start_agent(config);
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("no acknowledgement");
+    agent.abort();
+    (relay, ack)
+}
+
+fn assert_failure(ack: &Event, error: &str) {
+    assert_eq!(tag_values(ack, "status"), ["failure"], "{ack:?}");
+    assert_eq!(tag_values(ack, "error"), [error], "{ack:?}");
+    qubestr_check(ack.kind, &ack.tags, &ack.content).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_hash_mismatch_never_runs_the_hook_and_acks_failure() {
+    let node = Node::default();
+    let artifact = node.dir.path().join("znnd-v1.2.3");
+    std::fs::write(&artifact, b"not the voted artifact").unwrap();
+    let template = node.dir.path().join("znnd-{version}");
+    let (_relay, ack) = quorum_and_ack(&node, &format!("artifact = {:?}", template)).await;
+    assert_failure(&ack, "hash mismatch");
+    assert!(node.runs().is_empty(), "the hook ran: {:?}", node.runs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matching_artifact_lets_the_hook_run() {
+    let node = Node::default();
+    let artifact = node.dir.path().join("znnd-v1.2.3");
+    // HASH is 32 bytes of 0x11 written as hex: not a real SHA-256, so write
+    // a file and vote for its real hash instead.
+    std::fs::write(&artifact, b"the release").unwrap();
+    let real = qube_agent::exec::sha256_file(&artifact).unwrap();
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "",
+        &format!("artifact = {:?}", node.dir.path().join("znnd-{version}")),
+    );
+    let _agent = start_agent(config);
+    for g in &gov[..2] {
+        let d = g
+            .sign(UnsignedEvent {
+                created_at: now(),
+                kind: 33321,
+                tags: vec![
+                    vec!["d".into(), "hyperqube".into()],
+                    vec!["action".into(), "upgrade".into()],
+                    vec!["version".into(), "v1.2.3".into()],
+                    vec!["hash".into(), hex::encode(real)],
+                    vec!["network".into(), "hqz".into()],
+                ],
+                content: "upgrade".into(),
+            })
+            .unwrap();
+        send(&relay.url, &d).await;
+    }
+    assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_timeout_acks_failure() {
+    let node = Node::with_hook("sleep 30");
+    let (_relay, ack) = quorum_and_ack(&node, "timeout_secs = 1").await;
+    assert_failure(&ack, "timeout after 1 s");
+    assert_eq!(node.runs().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_zero_exit_acks_failure() {
+    let node = Node::with_hook("exit 3");
+    let (_relay, ack) = quorum_and_ack(&node, "").await;
+    assert_failure(&ack, "exit status 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_the_hook_runs_restarts_without_running_again_and_acks_interrupted() {
+    let node = Node::with_hook("sleep 30");
+    let relay = start_relay(true).await;
+    let gov = gov();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "",
+        "timeout_secs = 60",
+    );
+    let agent = start_agent(config.clone());
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert!(
+        wait_until(RUN, || !node.runs().is_empty()).await,
+        "the hook never started"
+    );
+    // The agent dies mid-hook (the hook's process group dies with it).
+    agent.abort();
+    let _ = agent.await;
+
+    let _agent = start_agent(config);
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("no acknowledgement after the restart");
+    assert_failure(&ack, "interrupted");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        node.runs().len(),
+        1,
+        "ran again after the restart: {:?}",
+        node.runs()
+    );
+}
