@@ -104,7 +104,11 @@ struct Monitor {
     rules: DirectiveRules,
     voters: BTreeSet<[u8; 32]>,
     engine: Engine,
-    journal: Journal,
+    /// The journal; `None` in a dry run, which must not write it.
+    journal: Option<Journal>,
+    /// Proposals the journal says started: consulted instead of the journal
+    /// in a dry run.
+    journaled: HashSet<Proposal>,
     outbox: Outbox,
     installed: Option<semver::Version>,
     /// Proposals announced in dry-run mode or as conflicts, so each is logged
@@ -152,7 +156,22 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         directives,
     )
     .map_err(MonitorError::Quorum)?;
-    let journal = Journal::open(state.journal_path())?;
+    // A dry run reads the journal without opening it for appends (which
+    // creates it and repairs a torn tail).
+    let (journal, journaled) = if options.dry_run {
+        let inspection = crate::journal::inspect(&state.journal_path())?;
+        let started = inspection
+            .records
+            .into_iter()
+            .filter_map(|r| match r.entry {
+                Entry::Started { proposal, .. } => Some(proposal),
+                Entry::Outcome { .. } => None,
+            })
+            .collect();
+        (None, started)
+    } else {
+        (Some(Journal::open(state.journal_path())?), HashSet::new())
+    };
     let outbox = state.outbox()?;
     let installed = installed_version(&config, &state)?;
     info!(
@@ -175,6 +194,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         voters,
         engine,
         journal,
+        journaled,
         outbox,
         installed,
         announced: HashSet::new(),
@@ -465,11 +485,13 @@ impl Monitor {
             return Ok(());
         }
         let now = crate::now();
-        let journal = &self.journal;
+        let (journal, journaled) = (&self.journal, &self.journaled);
         let decision = self
             .engine
             .decide(now, self.installed.as_ref(), &|p: &Proposal| {
-                journal.contains(p)
+                journal
+                    .as_ref()
+                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
             });
         match decision {
             Decision::Nothing => Ok(()),
@@ -515,7 +537,11 @@ impl Monitor {
             directives.len(),
             proposal.action.as_str()
         );
-        let seq = self.journal.append_started(&proposal, &ids, crate::now())?;
+        let Some(journal) = self.journal.as_mut() else {
+            // Dry run: `evaluate` never gets here; never act without a journal.
+            return Ok(());
+        };
+        let seq = journal.append_started(&proposal, &ids, crate::now())?;
         let hook = match proposal.action {
             Action::Upgrade => self.config.upgrade(),
             Action::Reboot => self.config.reboot(),
@@ -540,8 +566,9 @@ impl Monitor {
             AckStatus::Success => JournalStatus::Success,
             AckStatus::Failure => JournalStatus::Failure,
         };
-        self.journal
-            .append_outcome(seq, journal_status, error.as_deref(), action_at)?;
+        if let Some(journal) = self.journal.as_mut() {
+            journal.append_outcome(seq, journal_status, error.as_deref(), action_at)?;
+        }
         match (&status, &error) {
             (AckStatus::Success, _) => info!("{proposal}: success"),
             (AckStatus::Failure, e) => {
@@ -593,13 +620,17 @@ impl Monitor {
     /// A `started` record without an outcome means the agent died while a
     /// hook ran: never run it again, acknowledge it as interrupted.
     fn acknowledge_interrupted(&mut self) -> Result<(), MonitorError> {
-        for (seq, proposal) in self.journal.interrupted() {
+        let Some(interrupted) = self.journal.as_ref().map(Journal::interrupted) else {
+            return Ok(());
+        };
+        for (seq, proposal) in interrupted {
             if self.options.dry_run {
                 warn!("dry run: {proposal} was interrupted; would acknowledge it as a failure");
                 continue;
             }
             warn!("{proposal} was interrupted (started, no outcome): acknowledging it as a failure, not running it again");
-            let ids: Vec<[u8; 32]> = match self.journal.record(seq).map(|r| &r.entry) {
+            let record = self.journal.as_ref().and_then(|j| j.record(seq));
+            let ids: Vec<[u8; 32]> = match record.map(|r| &r.entry) {
                 Some(Entry::Started { directive_ids, .. }) => directive_ids.clone(),
                 _ => Vec::new(),
             };
@@ -613,8 +644,9 @@ impl Monitor {
                 .collect();
             sources.sort();
             let at = crate::now();
-            self.journal
-                .append_outcome(seq, JournalStatus::Failure, Some("interrupted"), at)?;
+            if let Some(journal) = self.journal.as_mut() {
+                journal.append_outcome(seq, JournalStatus::Failure, Some("interrupted"), at)?;
+            }
             self.queue_ack(
                 &proposal,
                 sources,

@@ -9,7 +9,13 @@
 //! Run: `cargo bench -p qube-e2e --bench quorum_latency`.
 
 // Bench code: a panic is how a broken fixture shows.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

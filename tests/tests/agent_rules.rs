@@ -549,3 +549,44 @@ async fn killed_while_the_hook_runs_restarts_without_running_again_and_acks_inte
         node.runs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
+    let relay = start_relay(false).await;
+    let gov = gov();
+    let node = Node::default();
+    let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2);
+    let agent = tokio::spawn(async move {
+        qube_agent::monitor::run(config, qube_agent::monitor::RunOptions { dry_run: true })
+            .await
+            .unwrap();
+    });
+    send(
+        &relay.url,
+        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+    )
+    .await;
+    assert_quiet(&node).await;
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(ack.is_none(), "a dry run published {ack:?}");
+    let state = node.dir.path().join("state");
+    for file in [
+        "journal.jsonl",
+        "directives.json",
+        "outbox.json",
+        "installed_version",
+    ] {
+        assert!(!state.join(file).exists(), "a dry run wrote {file}");
+    }
+    agent.abort();
+}
