@@ -303,3 +303,98 @@ impl Filtering {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::UnsignedEvent;
+    use crate::keys::Keys;
+
+    fn directive(keys: &Keys, created_at: u64, version: &str) -> Event {
+        keys.sign(UnsignedEvent {
+            created_at,
+            kind: DIRECTIVE_KIND,
+            tags: vec![
+                vec!["d".into(), "hyperqube".into()],
+                vec!["action".into(), "upgrade".into()],
+                vec!["version".into(), version.into()],
+                vec!["hash".into(), "ab".repeat(32)],
+                vec!["network".into(), "hqz".into()],
+            ],
+            content: "upgrade".into(),
+        })
+        .unwrap()
+    }
+
+    fn filtering(voter: &Keys) -> Filtering {
+        Filtering {
+            settled: vec![Settled::No],
+            synced_sent: false,
+            rules: DirectiveRules {
+                d_tag: "hyperqube".into(),
+                network: "hqz".into(),
+                max_future_skew_secs: 600,
+            },
+            voters: [voter.public_key()].into_iter().collect(),
+            seen: HashSet::new(),
+            newest: BTreeMap::new(),
+        }
+    }
+
+    fn forwarded(msg: Option<WorkerMessage>) -> Option<String> {
+        match msg {
+            Some(WorkerMessage::Directive { event, .. }) => Some(event),
+            None => None,
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forwards_each_id_once_and_only_newer_directives_from_voters() {
+        let voter = Keys::from_secret_bytes(&[1; 32]).unwrap();
+        let stranger = Keys::from_secret_bytes(&[2; 32]).unwrap();
+        let mut f = filtering(&voter);
+        let t = crate::now() - 100;
+        let first = directive(&voter, t, "v1.0.0");
+        assert_eq!(forwarded(f.filter(0, first.clone())), Some(first.to_json()));
+        // The same event from a second relay.
+        assert_eq!(forwarded(f.filter(1, first.clone())), None);
+        // An older directive of the same voter.
+        assert_eq!(
+            forwarded(f.filter(0, directive(&voter, t - 1, "v0.9.0"))),
+            None
+        );
+        // A non-voter.
+        assert_eq!(
+            forwarded(f.filter(0, directive(&stranger, t, "v1.0.0"))),
+            None
+        );
+        // Wrong network.
+        let mut other = directive(&voter, t + 5, "v1.0.0")
+            .into_unverified()
+            .into_data();
+        other.tags[4][1] = "testnet".into();
+        other.id = other.compute_id();
+        other.sig = voter.sign_with_aux_rand(&other.id, &[0; 32]);
+        let other = crate::UnverifiedEvent::from_data(other).verify().unwrap();
+        assert_eq!(forwarded(f.filter(0, other)), None);
+        // A newer one goes through.
+        let newer = directive(&voter, t + 1, "v1.1.0");
+        assert_eq!(forwarded(f.filter(2, newer.clone())), Some(newer.to_json()));
+    }
+
+    #[test]
+    fn synced_once_every_relay_settled() {
+        let voter = Keys::from_secret_bytes(&[1; 32]).unwrap();
+        let mut f = filtering(&voter);
+        f.settled = vec![Settled::No, Settled::No];
+        f.settle(0, Settled::Eose);
+        assert!(f.settled.contains(&Settled::No));
+        f.settle(1, Settled::Failed);
+        // A later EOSE upgrades a failure; a failure never downgrades EOSE.
+        f.settle(0, Settled::Failed);
+        f.settle(1, Settled::Eose);
+        assert_eq!(f.synced(), WorkerMessage::Synced { relays_synced: 2 });
+        assert!(f.synced_sent);
+    }
+}
