@@ -33,6 +33,7 @@ pub mod nip19;
 pub mod quorum;
 pub mod relay;
 pub mod relay_url;
+pub mod report;
 pub mod state;
 pub mod worker;
 

@@ -74,6 +74,48 @@ enum Command {
         #[arg(long, short = 'c', value_name = "PATH")]
         config: PathBuf,
     },
+    /// Show the node, the voters' current directives, the tally, the outbox
+    /// and the journal.
+    ///
+    /// Read-only and safe while the agent runs: writes nothing, takes no
+    /// lock, creates nothing. Shows the node id and npub, network, quorum,
+    /// installed version, follows, each voter's current directive, the
+    /// tally per proposal (runs, conflict, below quorum, already done, not
+    /// newer than installed, outranked) with an explicit CONFLICT line,
+    /// pending acknowledgements, and the last 10 journal records with
+    /// whether the hash chain verifies. Exit status: 0; 1 when the config
+    /// or the state cannot be read, or the journal does not verify.
+    #[command(
+        after_help = "Example: qube-agent status --config /etc/qube-agent/config.toml --json"
+    )]
+    Status {
+        /// The agent's TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+        /// Print one JSON object (field names in the qube_agent::report docs).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the journal of hook runs and verify its hash chain.
+    ///
+    /// Read-only and safe while the agent runs. Exit status: 0 when the
+    /// chain verifies or there is no journal yet; 1 when it is corrupt or
+    /// torn (the error names the line and why) or the config or the state
+    /// directory cannot be read.
+    #[command(
+        after_help = "Example: qube-agent journal --config /etc/qube-agent/config.toml --verify"
+    )]
+    Journal {
+        /// The agent's TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print only the verdict.
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +124,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config, dry_run } => run(&config, dry_run),
+        Command::Status { config, json } => status(&config, json),
+        Command::Journal {
+            config,
+            json,
+            verify,
+        } => journal(&config, json, verify),
     }
 }
 
@@ -161,4 +209,14 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `status`: read-only report of config and state (`qube_agent::report`).
+fn status(path: &std::path::Path, json: bool) -> ExitCode {
+    qube_agent::report::status_command(path, json, qube_agent::now()).print()
+}
+
+/// `journal`: list the journal and verify its chain (`qube_agent::report`).
+fn journal(path: &std::path::Path, json: bool, verify: bool) -> ExitCode {
+    qube_agent::report::journal_command(path, json, verify).print()
 }

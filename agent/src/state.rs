@@ -371,6 +371,33 @@ impl StateDir {
         Ok(StateDir { path })
     }
 
+    /// Opens an existing state directory to read it, for the operator
+    /// commands (`status`, `journal`) that may run while the agent does:
+    /// unlike [`StateDir::open`] it never creates the directory, never
+    /// changes its mode and takes no lock. Ownership is not enforced, since
+    /// reading hands nobody control of the agent (and root may inspect the
+    /// agent user's directory); a caller that displays the state can check
+    /// the owner itself.
+    ///
+    /// Only the reading methods ([`StateDir::load_directives`],
+    /// [`StateDir::installed_version`], [`StateDir::outbox`],
+    /// [`StateDir::node_public_key`], [`StateDir::journal_path`] with
+    /// [`crate::journal::inspect`]) are meant for a directory opened this
+    /// way.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when it cannot be opened (kind `NotFound` when it
+    /// does not exist); [`StateError::NotADirectory`].
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<StateDir, StateError> {
+        let path = path.as_ref().to_path_buf();
+        let dir = File::open(&path).map_err(io_error("open directory", &path))?;
+        let meta = dir.metadata().map_err(io_error("stat", &path))?;
+        if !meta.is_dir() {
+            return Err(StateError::NotADirectory(path));
+        }
+        Ok(StateDir { path })
+    }
+
     /// The directory's path, as given to [`StateDir::open`].
     pub fn path(&self) -> &Path {
         &self.path
@@ -549,6 +576,34 @@ impl StateDir {
             Some(NodeKeySource::File(path)) => load_key_file(path),
             Some(NodeKeySource::Env(var)) => load_key_env(var),
         }
+    }
+
+    /// The node's 32-byte x-only public key, read without generating or
+    /// writing anything (for `status`): from the same source and with the
+    /// same checks as [`StateDir::node_key`]. The secret is only held in
+    /// zeroizing memory while the public key is derived.
+    ///
+    /// `Ok(None)` when `source` is `None` and `node.key` does not exist yet
+    /// (the agent has not started).
+    ///
+    /// # Errors
+    /// As [`StateDir::node_key`], except that nothing is generated. None of
+    /// them holds key material.
+    pub fn node_public_key(
+        &self,
+        source: Option<&NodeKeySource>,
+    ) -> Result<Option<[u8; 32]>, StateError> {
+        let keys = match source {
+            None => match load_key_file(&self.path.join(NODE_KEY_FILE)) {
+                Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    return Ok(None)
+                }
+                other => other?,
+            },
+            Some(NodeKeySource::File(path)) => load_key_file(path)?,
+            Some(NodeKeySource::Env(var)) => load_key_env(var)?,
+        };
+        Ok(Some(keys.public_key()))
     }
 
     /// Generates `node.key` at first start; if another process created it
