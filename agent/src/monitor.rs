@@ -134,9 +134,21 @@ struct Violation(String);
 /// [`MonitorError`] when state, journal or key cannot be used; relay
 /// trouble never ends the agent.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError> {
-    let state = StateDir::open(config.state_dir())?;
-    let _lock = state.lock()?;
-    let keys = state.node_key(config.node_key())?;
+    // A dry run may run beside the agent: it creates nothing, takes no lock
+    // and never generates the node key.
+    let (state, _lock) = if options.dry_run {
+        (StateDir::open_existing(config.state_dir())?, None)
+    } else {
+        let state = StateDir::open(config.state_dir())?;
+        let lock = state.lock()?;
+        (state, Some(lock))
+    };
+    let keys = if options.dry_run && state.node_public_key(config.node_key())?.is_none() {
+        info!("dry run: no node key yet; NIP-42 uses a throwaway key");
+        Keys::generate().map_err(MonitorError::Sign)?
+    } else {
+        state.node_key(config.node_key())?
+    };
     let node_id = config
         .node_id()
         .map_or_else(|| default_node_id(&keys.public_key()), str::to_owned);
@@ -210,14 +222,26 @@ fn installed_version(
     config: &Config,
     state: &StateDir,
 ) -> Result<Option<semver::Version>, MonitorError> {
-    let recorded = state
-        .installed_version()?
-        .and_then(|v| semver::Version::parse(v.strip_prefix('v').unwrap_or(&v)).ok());
-    let configured = config.current_version().map(|v| v.semver().clone());
-    Ok(match (recorded, configured) {
+    let recorded = state.installed_version()?;
+    Ok(effective_installed(
+        config.current_version().map(|v| v.semver()),
+        recorded.as_deref(),
+    ))
+}
+
+/// The installed version anti-rollback compares against: the higher (SemVer
+/// precedence) of the configured floor and the recorded version (a leading
+/// `v` ignored; an unparsable recorded version is ignored).
+pub fn effective_installed(
+    configured: Option<&semver::Version>,
+    recorded: Option<&str>,
+) -> Option<semver::Version> {
+    let recorded =
+        recorded.and_then(|v| semver::Version::parse(v.strip_prefix('v').unwrap_or(v)).ok());
+    match (recorded, configured.cloned()) {
         (Some(a), Some(b)) => Some(if a.cmp_precedence(&b).is_ge() { a } else { b }),
         (a, b) => a.or(b),
-    })
+    }
 }
 
 type FromWorker = mpsc::Receiver<Result<WorkerMessage, IpcError>>;

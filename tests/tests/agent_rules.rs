@@ -11,6 +11,7 @@
     clippy::indexing_slicing
 )]
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use qube_agent::{Event, Keys, UnsignedEvent};
@@ -556,6 +557,10 @@ async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
     let gov = gov();
     let node = Node::default();
     let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2);
+    // A dry run creates nothing, not even the state directory.
+    let state = node.dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let agent = tokio::spawn(async move {
         qube_agent::monitor::run(config, qube_agent::monitor::RunOptions { dry_run: true })
             .await
@@ -579,14 +584,15 @@ async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
     )
     .await;
     assert!(ack.is_none(), "a dry run published {ack:?}");
-    let state = node.dir.path().join("state");
-    for file in [
-        "journal.jsonl",
-        "directives.json",
-        "outbox.json",
-        "installed_version",
-    ] {
-        assert!(!state.join(file).exists(), "a dry run wrote {file}");
-    }
+    assert!(
+        !agent.is_finished(),
+        "the dry run stopped: {:?}",
+        agent.await
+    );
+    let files: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(files.is_empty(), "a dry run wrote {files:?}");
     agent.abort();
 }
