@@ -363,10 +363,17 @@ async fn two_conflicting_quorums_at_the_same_version_run_nothing() {
         send(&relay.url, &directive(&gov[g], t, "v1.2.3", hash, "hqz")).await;
     }
     let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2], &gov[3]], 2);
-    let _agent = start_agent(config);
+    let _agent = start_agent(config.clone());
     assert_quiet(&node).await;
     tokio::time::sleep(QUIET).await;
     assert!(node.runs().is_empty());
+    // `status` reads the running agent's state and names the conflict.
+    let report =
+        qube_agent::report::status(std::path::Path::new("config.toml"), &config, &[], now())
+            .unwrap();
+    let conflict = report.conflict.expect("status shows no conflict");
+    assert_eq!(conflict.version, "1.2.3");
+    assert_eq!(conflict.proposals.len(), 2);
     // One side gives in: the conflict ends and the other proposal runs.
     send(
         &relay.url,
