@@ -47,6 +47,13 @@ pub enum WorkerMessage {
         /// The relay's reason.
         message: String,
     },
+    /// What the worker's sandbox enforces; sent once, right after start.
+    Sandbox {
+        /// `full`, `partial`, `none` or `in-process`.
+        enforcement: String,
+        /// What exactly is enforced, in words.
+        detail: String,
+    },
     /// Every relay has sent its stored events (`EOSE`) or failed at least
     /// once, or the sync deadline passed: decisions may start. Sent once per
     /// worker.

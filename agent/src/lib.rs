@@ -34,6 +34,7 @@ pub mod quorum;
 pub mod relay;
 pub mod relay_url;
 pub mod report;
+pub mod sandbox;
 pub mod state;
 pub mod worker;
 

@@ -54,6 +54,45 @@ enum Command {
         /// record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Start even when the kernel enforces no Landlock rule, so the
+        /// network-facing worker runs unconfined (said loudly at every
+        /// start). Without it the worker refuses to run unconfined.
+        #[arg(long)]
+        allow_unsandboxed: bool,
+    },
+    /// The network-facing worker (started by `run`; not for direct use).
+    #[command(hide = true)]
+    Worker {
+        /// TCP port of a relay the worker may connect to.
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<u16>,
+        /// See `run --allow-unsandboxed`.
+        #[arg(long)]
+        allow_unsandboxed: bool,
+    },
+    /// Apply the worker's sandbox, try the given operations, print what the
+    /// kernel allowed as JSON lines (for confinement tests and for checking
+    /// a kernel).
+    #[command(hide = true)]
+    SandboxProbe {
+        /// Relay ports the sandbox allows.
+        #[arg(long = "port", value_name = "PORT")]
+        ports: Vec<u16>,
+        /// Files to read.
+        #[arg(long)]
+        read: Vec<PathBuf>,
+        /// Files to create.
+        #[arg(long)]
+        write: Vec<PathBuf>,
+        /// Programs to run.
+        #[arg(long)]
+        exec: Vec<PathBuf>,
+        /// Loopback ports to connect to.
+        #[arg(long)]
+        connect: Vec<u16>,
+        /// Pids to send SIGCONT to.
+        #[arg(long)]
+        signal: Vec<i32>,
     },
     /// Check a config file and print the effective configuration.
     ///
@@ -123,7 +162,32 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config, dry_run } => run(&config, dry_run),
+        Command::Run {
+            config,
+            dry_run,
+            allow_unsandboxed,
+        } => run(&config, dry_run, allow_unsandboxed, cli.verbose),
+        Command::Worker {
+            ports,
+            allow_unsandboxed,
+        } => qube_agent::worker::process_main(&ports, allow_unsandboxed),
+        Command::SandboxProbe {
+            ports,
+            read,
+            write,
+            exec,
+            connect,
+            signal,
+        } => sandbox_probe(
+            &ports,
+            qube_agent::sandbox::ProbeRequest {
+                read,
+                write,
+                exec,
+                connect,
+                signal,
+            },
+        ),
         Command::Status { config, json } => status(&config, json),
         Command::Journal {
             config,
@@ -147,8 +211,50 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// `sandbox-probe`: confine as the worker does, try, report.
+fn sandbox_probe(ports: &[u16], request: qube_agent::sandbox::ProbeRequest) -> ExitCode {
+    let report = match qube_agent::sandbox::confine_worker(ports, false) {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "{}",
+        serde_json::json!({"op": "sandbox", "target": report.landlock.as_str(), "allowed": true, "error": null})
+    );
+    for attempt in qube_agent::sandbox::probe(&request) {
+        let _ = writeln!(stdout, "{}", serde_json::json!(attempt));
+    }
+    ExitCode::SUCCESS
+}
+
 /// `run`: the agent until SIGINT/SIGTERM.
-fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
+fn run(path: &std::path::Path, dry_run: bool, allow_unsandboxed: bool, verbose: u8) -> ExitCode {
+    if let Err(e) = qube_agent::sandbox::harden_process() {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot find this program to start the worker: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut args = vec!["worker".to_owned()];
+    if verbose > 0 {
+        args.push(format!("-{}", "v".repeat(usize::from(verbose))));
+    }
+    if allow_unsandboxed {
+        args.push("--allow-unsandboxed".to_owned());
+    }
     let config = match Config::load(path) {
         Ok((config, warnings)) => {
             for warning in warnings {
@@ -172,7 +278,10 @@ fn run(path: &std::path::Path, dry_run: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = qube_agent::monitor::RunOptions { dry_run };
+    let options = qube_agent::monitor::RunOptions {
+        dry_run,
+        worker: qube_agent::monitor::WorkerMode::Process { program, args },
+    };
     match runtime.block_on(qube_agent::monitor::run(config, options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, DuplexStream, WriteHalf};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -25,15 +25,59 @@ use crate::keys::Keys;
 use crate::quorum::{Decision, Engine, Offer, QuorumConfig};
 use crate::state::{Outbox, StateDir};
 
+/// File in the state directory where the running agent records worker
+/// restarts and the sandbox state for `status`.
+pub const RUNTIME_FILE: &str = "runtime.json";
+
 /// Kind of a NIP-42 authentication event.
 pub const AUTH_KIND: u16 = 22242;
 
 /// How the agent runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Tally and log what would run; run no hook, publish nothing, record
     /// nothing.
     pub dry_run: bool,
+    /// Where the worker runs.
+    pub worker: WorkerMode,
+}
+
+/// Where the worker half runs.
+#[derive(Debug, Clone, Default)]
+pub enum WorkerMode {
+    /// A task of this process, over an in-memory pipe (tests, and kernels
+    /// where a second process is not wanted). No sandbox.
+    #[default]
+    InProcess,
+    /// A separate, sandboxed process: `program args... --port P...`, with the
+    /// IPC frames on its stdin and stdout, stderr inherited for its logs, an
+    /// empty environment, and nothing else (DESIGN.md section 5).
+    Process {
+        /// The program, normally this binary (`qube-agent`).
+        program: std::path::PathBuf,
+        /// Arguments before the `--port` list, normally `["worker"]`.
+        args: Vec<String>,
+    },
+}
+
+/// The channel to the worker.
+type ToWorker = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// A running worker, to stop when it misbehaves or at shutdown.
+enum WorkerHandle {
+    Task(tokio::task::JoinHandle<()>),
+    Process(tokio::process::Child),
+}
+
+impl WorkerHandle {
+    fn stop(&mut self) {
+        match self {
+            WorkerHandle::Task(task) => task.abort(),
+            WorkerHandle::Process(child) => {
+                let _ = child.start_kill();
+            }
+        }
+    }
 }
 
 /// Why the agent stopped.
@@ -114,6 +158,10 @@ struct Monitor {
     /// Proposals announced in dry-run mode or as conflicts, so each is logged
     /// once.
     announced: HashSet<String>,
+    /// The current worker's sandbox enforcement, once it said.
+    sandbox: Option<String>,
+    /// Worker restarts since the agent started.
+    restarts: u32,
     /// Whether the current worker has delivered the relays' stored
     /// directives. Until then nothing runs, so that what runs does not
     /// depend on the order in which stored events happened to arrive.
@@ -211,6 +259,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         installed,
         announced: HashSet::new(),
         synced: false,
+        sandbox: None,
+        restarts: 0,
     };
     monitor.acknowledge_interrupted()?;
     monitor.serve().await
@@ -267,34 +317,67 @@ impl Monitor {
         }
     }
 
-    /// Starts a worker task; returns the channel to it and its messages.
-    async fn spawn_worker(
-        &self,
-    ) -> Result<
-        (
-            WriteHalf<DuplexStream>,
-            FromWorker,
-            tokio::task::JoinHandle<()>,
-        ),
-        IpcError,
-    > {
-        let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let (their_read, their_write) = tokio::io::split(theirs);
-        let worker = tokio::spawn(async move {
-            if let Err(e) = crate::worker::run(their_read, their_write).await {
-                error!("worker stopped: {e}");
+    /// Starts a worker; returns the channel to it, its messages and a
+    /// handle to stop it.
+    async fn spawn_worker(&self) -> Result<(ToWorker, FromWorker, WorkerHandle), IpcError> {
+        let start = MonitorMessage::Start(self.start_params());
+        match &self.options.worker {
+            WorkerMode::InProcess => {
+                let (ours, theirs) = tokio::io::duplex(1 << 20);
+                let (their_read, their_write) = tokio::io::split(theirs);
+                let worker = tokio::spawn(async move {
+                    if let Err(e) = crate::worker::run(their_read, their_write).await {
+                        error!("worker stopped: {e}");
+                    }
+                });
+                let (our_read, our_write) = tokio::io::split(ours);
+                let mut to_worker: ToWorker = Box::pin(our_write);
+                ipc::write_message(&mut to_worker, &start).await?;
+                Ok((
+                    to_worker,
+                    spawn_reader(our_read),
+                    WorkerHandle::Task(worker),
+                ))
             }
-        });
-        let (our_read, mut our_write) = tokio::io::split(ours);
-        ipc::write_message(&mut our_write, &MonitorMessage::Start(self.start_params())).await?;
-        Ok((our_write, spawn_reader(our_read), worker))
+            WorkerMode::Process { program, args } => {
+                let mut ports: Vec<u16> = self.config.relays().iter().map(|r| r.port()).collect();
+                ports.sort_unstable();
+                ports.dedup();
+                let mut command = tokio::process::Command::new(program);
+                command
+                    .args(args)
+                    .args(
+                        ports
+                            .iter()
+                            .flat_map(|p| ["--port".to_owned(), p.to_string()]),
+                    )
+                    .env_clear()
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::inherit())
+                    .kill_on_drop(true);
+                let mut child = command.spawn().map_err(IpcError::Io)?;
+                let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                    let _ = child.start_kill();
+                    return Err(IpcError::Malformed("worker pipes missing".into()));
+                };
+                let mut to_worker: ToWorker = Box::pin(stdin);
+                ipc::write_message(&mut to_worker, &start).await?;
+                info!("worker started as process {}", child.id().unwrap_or(0));
+                Ok((
+                    to_worker,
+                    spawn_reader(stdout),
+                    WorkerHandle::Process(child),
+                ))
+            }
+        }
     }
 
     async fn serve(&mut self) -> Result<(), MonitorError> {
         let mut restarts: u32 = 0;
         let mut shutdown = Box::pin(shutdown_signal());
         loop {
-            let (mut to_worker, mut from_worker, worker) = match self.spawn_worker().await {
+            let (mut to_worker, mut from_worker, mut worker) = match self.spawn_worker().await {
                 Ok(w) => w,
                 Err(e) => {
                     error!("cannot start the worker: {e}");
@@ -304,6 +387,7 @@ impl Monitor {
                 }
             };
             self.synced = false;
+            self.sandbox = None;
             let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
             self.flush_outbox(&mut to_worker, true).await;
             let ended = loop {
@@ -316,7 +400,7 @@ impl Monitor {
                     }
                     () = &mut shutdown => {
                         info!("shutting down");
-                        worker.abort();
+                        worker.stop();
                         return Ok(());
                     }
                     () = tokio::time::sleep(wake) => {
@@ -331,7 +415,7 @@ impl Monitor {
                                 Ok(()) => {}
                                 Err(HandleError::Violation(Violation(why))) => break why,
                                 Err(HandleError::Fatal(e)) => {
-                                    worker.abort();
+                                    worker.stop();
                                     return Err(e);
                                 }
                             },
@@ -339,7 +423,7 @@ impl Monitor {
                     }
                 }
             };
-            worker.abort();
+            worker.stop();
             restarts += 1;
             let delay = restart_delay(restarts);
             error!(
@@ -347,6 +431,26 @@ impl Monitor {
                 delay.as_secs()
             );
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Records what `status` shows about the running agent (worker
+    /// restarts, sandbox) in `runtime.json`; best effort, never in a dry run.
+    fn write_runtime(&self) {
+        if self.options.dry_run {
+            return;
+        }
+        let runtime = serde_json::json!({
+            "pid": std::process::id(),
+            "updated_at": crate::now(),
+            "worker_restarts": self.restarts,
+            "worker_sandbox": self.sandbox,
+        });
+        if let Err(e) = self
+            .state
+            .write_atomic(RUNTIME_FILE, runtime.to_string().as_bytes())
+        {
+            warn!("cannot record the runtime state: {e}");
         }
     }
 
@@ -365,7 +469,7 @@ impl Monitor {
     async fn handle(
         &mut self,
         msg: WorkerMessage,
-        to_worker: &mut WriteHalf<DuplexStream>,
+        to_worker: &mut ToWorker,
     ) -> Result<(), HandleError> {
         match msg {
             WorkerMessage::Directive { relay, event } => {
@@ -444,6 +548,21 @@ impl Monitor {
                     warn!("{url} refused {event_id}: {message}");
                 }
             }
+            WorkerMessage::Sandbox {
+                enforcement,
+                detail,
+            } => {
+                if self.sandbox.is_some() {
+                    return Err(violation("sandbox state sent twice".into()));
+                }
+                match enforcement.as_str() {
+                    "full" => info!("worker sandbox: {detail}"),
+                    "in-process" => debug!("worker: {detail}"),
+                    _ => warn!("worker sandbox {enforcement}: {detail}"),
+                }
+                self.sandbox = Some(enforcement);
+                self.write_runtime();
+            }
             WorkerMessage::Synced { relays_synced } => {
                 if self.synced {
                     return Err(violation("synced sent twice".into()));
@@ -501,10 +620,7 @@ impl Monitor {
         }
     }
 
-    async fn evaluate(
-        &mut self,
-        to_worker: &mut WriteHalf<DuplexStream>,
-    ) -> Result<(), MonitorError> {
+    async fn evaluate(&mut self, to_worker: &mut ToWorker) -> Result<(), MonitorError> {
         if !self.synced {
             return Ok(());
         }
@@ -552,7 +668,7 @@ impl Monitor {
         &mut self,
         proposal: Proposal,
         directives: Vec<Directive>,
-        to_worker: &mut WriteHalf<DuplexStream>,
+        to_worker: &mut ToWorker,
     ) -> Result<(), MonitorError> {
         let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
         let authors: Vec<[u8; 32]> = directives.iter().map(|d| *d.author()).collect();
@@ -684,7 +800,7 @@ impl Monitor {
 
     /// Hands queued acks to the worker: all of them with `all`, otherwise
     /// those due for a retry (which are then rescheduled).
-    async fn flush_outbox(&mut self, to_worker: &mut WriteHalf<DuplexStream>, all: bool) {
+    async fn flush_outbox(&mut self, to_worker: &mut ToWorker, all: bool) {
         if self.options.dry_run {
             return;
         }

@@ -24,12 +24,74 @@ const SEEN_IDS_CAP: usize = 16_384;
 /// Longest wait for every relay's stored events before decisions start.
 pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Entry point of the worker process (`qube-agent worker --port P...`):
+/// confines itself ([`crate::sandbox::confine_worker`]) before any thread
+/// exists, then serves the monitor over stdin and stdout on a
+/// single-threaded runtime. Exit status 0 when the monitor closed the
+/// channel, 1 on an IPC error, 3 when the sandbox could not be applied.
+pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let sandbox = match crate::sandbox::confine_worker(relay_ports, allow_unsandboxed) {
+        Ok(report) => {
+            match report.landlock {
+                crate::sandbox::Enforcement::Full => debug!("worker sandbox: {report}"),
+                crate::sandbox::Enforcement::Partial => {
+                    warn!("worker sandbox only partly enforced by this kernel: {report}")
+                }
+                crate::sandbox::Enforcement::None => tracing::error!(
+                    "WORKER RUNNING UNSANDBOXED (--allow-unsandboxed): this kernel enforces no Landlock rule; {report}"
+                ),
+            }
+            report
+        }
+        Err(e) => {
+            tracing::error!("worker: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = (sandbox.landlock.as_str().to_owned(), sandbox.to_string());
+    match runtime.block_on(run_with(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        Some(report),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the worker until the monitor closes the channel.
 ///
 /// # Errors
 /// [`IpcError`] when the channel fails or the monitor sends something that
 /// is not a [`MonitorMessage`] (the first message must be `Start`).
-pub async fn run<R, W>(mut from_monitor: R, mut to_monitor: W) -> Result<(), IpcError>
+pub async fn run<R, W>(from_monitor: R, to_monitor: W) -> Result<(), IpcError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
+    run_with(from_monitor, to_monitor, None).await
+}
+
+/// [`run`], reporting `sandbox` (enforcement, detail) to the monitor first.
+async fn run_with<R, W>(
+    mut from_monitor: R,
+    mut to_monitor: W,
+    sandbox: Option<(String, String)>,
+) -> Result<(), IpcError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send,
@@ -43,6 +105,20 @@ where
             )))
         }
     };
+    let (enforcement, detail) = sandbox.unwrap_or_else(|| {
+        (
+            "in-process".to_owned(),
+            "the worker runs as a task of the monitor: no separate sandbox".to_owned(),
+        )
+    });
+    ipc::write_message(
+        &mut to_monitor,
+        &WorkerMessage::Sandbox {
+            enforcement,
+            detail,
+        },
+    )
+    .await?;
     let filter = directive_filter(&start)?;
     let targets: Vec<RelayTarget> = start
         .relays

@@ -466,9 +466,33 @@ pub fn tag_values<'a>(event: &'a Event, name: &'a str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Runs the agent (monitor and worker) in this process until aborted.
+/// The sandboxed worker program built by this package (`qube-worker`),
+/// next to the test or bench binary's `deps/` directory.
+pub fn worker_program() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    dir.join("qube-worker")
+}
+
+/// Options for running the agent as in production: the monitor in this
+/// process, the worker as a separate, sandboxed process.
+pub fn split_options(dry_run: bool) -> RunOptions {
+    RunOptions {
+        dry_run,
+        worker: monitor::WorkerMode::Process {
+            program: worker_program(),
+            args: vec!["worker".into()],
+        },
+    }
+}
+
+/// Runs the agent until aborted: the monitor as a task of this process, the
+/// worker as its own sandboxed process (as `qube-agent run` does).
 pub fn start_agent(config: Config) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        monitor::run(config, RunOptions::default()).await.unwrap();
+        monitor::run(config, split_options(false)).await.unwrap();
     })
 }

@@ -569,7 +569,7 @@ async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let agent = tokio::spawn(async move {
-        qube_agent::monitor::run(config, qube_agent::monitor::RunOptions { dry_run: true })
+        qube_agent::monitor::run(config, split_options(true))
             .await
             .unwrap();
     });

@@ -1,0 +1,285 @@
+//! Confinement of the worker process (DESIGN.md section 5) and hardening of
+//! both processes.
+//!
+//! The worker calls [`confine_worker`] first thing, before the tokio runtime
+//! or any other thread exists (Landlock restricts the calling thread and
+//! the threads it creates afterwards, not threads that already run):
+//!
+//! * no core dumps (`RLIMIT_CORE` 0) and not dumpable (`PR_SET_DUMPABLE` 0),
+//!   so no other process of the same user can read its memory;
+//! * `no_new_privs`;
+//! * Landlock: every filesystem access right the kernel knows is handled,
+//!   and only reading (files and directories, never executing) is granted,
+//!   beneath the few paths name resolution needs ([`READ_ONLY_PATHS`]); TCP
+//!   `connect` only to the relay ports and 53, `bind` nowhere; signals and
+//!   abstract unix sockets scoped to the sandbox (ABI 6 and later).
+//!
+//! Best effort across kernels, as the landlock crate intends, with one
+//! exception: a ruleset that is `NotEnforced` is refused unless the operator
+//! passed `--allow-unsandboxed`. TLS roots are compiled in (webpki-roots),
+//! so no certificate file is needed.
+
+use std::fmt;
+use std::path::Path;
+
+use landlock::{
+    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+/// Files and directories the worker may read: name resolution (resolver
+/// configuration and the NSS modules it loads) and the shared libraries.
+/// Paths that do not exist on this system are skipped.
+pub const READ_ONLY_PATHS: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/etc/ld.so.cache",
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+];
+
+/// TCP port of DNS, allowed for resolvers that fall back to TCP.
+pub const DNS_PORT: u16 = 53;
+
+/// The Landlock ABI this code is written for; older kernels get what they
+/// support.
+const TARGET_ABI: ABI = ABI::V6;
+
+/// How much of the sandbox the kernel enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Every requested restriction.
+    Full,
+    /// Some (older kernel): see [`SandboxReport`].
+    Partial,
+    /// None: the kernel has no Landlock.
+    None,
+}
+
+impl Enforcement {
+    /// `full`, `partial` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Full => "full",
+            Enforcement::Partial => "partial",
+            Enforcement::None => "none",
+        }
+    }
+}
+
+/// What [`confine_worker`] achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxReport {
+    /// Landlock enforcement.
+    pub landlock: Enforcement,
+    /// Whether `no_new_privs` is set.
+    pub no_new_privs: bool,
+    /// Paths readable beneath (those that exist).
+    pub read_only: Vec<String>,
+    /// TCP ports `connect` may reach.
+    pub tcp_connect: Vec<u16>,
+}
+
+impl fmt::Display for SandboxReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "landlock {} (ABI target {}): read-only {}; TCP connect to ports {:?} only; no bind; signals and abstract sockets scoped; no_new_privs {}; no core dumps",
+            self.landlock.as_str(),
+            TARGET_ABI as i32,
+            self.read_only.join(", "),
+            self.tcp_connect,
+            self.no_new_privs
+        )
+    }
+}
+
+/// Why the sandbox could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// Setting a resource limit or process attribute failed.
+    Harden(String),
+    /// Building or applying the Landlock ruleset failed.
+    Landlock(String),
+    /// The kernel enforces no Landlock rule and `--allow-unsandboxed` was
+    /// not given.
+    NotEnforced,
+}
+
+impl fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SandboxError::Harden(e) => write!(f, "cannot harden the process: {e}"),
+            SandboxError::Landlock(e) => write!(f, "cannot apply the Landlock sandbox: {e}"),
+            SandboxError::NotEnforced => f.write_str(
+                "this kernel enforces no Landlock rule, so the network-facing worker would run unconfined; \
+                 enable Landlock (CONFIG_SECURITY_LANDLOCK and lsm=...,landlock) or, knowingly, pass --allow-unsandboxed",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+/// No core dumps and not dumpable: for the monitor (which holds the node
+/// key) and the worker.
+///
+/// # Errors
+/// [`SandboxError::Harden`] when a syscall fails.
+pub fn harden_process() -> Result<(), SandboxError> {
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| SandboxError::Harden(format!("RLIMIT_CORE: {e}")))?;
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| SandboxError::Harden(format!("PR_SET_DUMPABLE: {e}")))?;
+    Ok(())
+}
+
+/// Hardens and confines the calling process for the worker role; call it
+/// before any thread is started. `relay_ports` are the TCP ports of the
+/// configured relays.
+///
+/// # Errors
+/// [`SandboxError::NotEnforced`] when Landlock is unavailable and
+/// `allow_unsandboxed` is false; [`SandboxError::Harden`] and
+/// [`SandboxError::Landlock`] when a step fails.
+pub fn confine_worker(
+    relay_ports: &[u16],
+    allow_unsandboxed: bool,
+) -> Result<SandboxReport, SandboxError> {
+    harden_process()?;
+    let read_only: Vec<String> = READ_ONLY_PATHS
+        .iter()
+        .filter(|p| Path::new(p).exists())
+        .map(|p| (*p).to_owned())
+        .collect();
+    let mut tcp_connect: Vec<u16> = relay_ports.to_vec();
+    tcp_connect.push(DNS_PORT);
+    tcp_connect.sort_unstable();
+    tcp_connect.dedup();
+
+    let landlock = |e: landlock::RulesetError| SandboxError::Landlock(e.to_string());
+    let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
+    let status = Ruleset::default()
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(landlock)?
+        .handle_access(AccessNet::ConnectTcp | AccessNet::BindTcp)
+        .map_err(landlock)?
+        .scope(Scope::from_all(TARGET_ABI))
+        .map_err(landlock)?
+        .create()
+        .map_err(landlock)?
+        .add_rules(path_beneath_rules(&read_only, read))
+        .map_err(landlock)?
+        .add_rules(tcp_connect.iter().map(|&port| {
+            Ok::<_, landlock::RulesetError>(NetPort::new(port, AccessNet::ConnectTcp))
+        }))
+        .map_err(landlock)?
+        .restrict_self()
+        .map_err(landlock)?;
+
+    let report = SandboxReport {
+        landlock: match status.ruleset {
+            RulesetStatus::FullyEnforced => Enforcement::Full,
+            RulesetStatus::PartiallyEnforced => Enforcement::Partial,
+            RulesetStatus::NotEnforced => Enforcement::None,
+        },
+        no_new_privs: status.no_new_privs,
+        read_only,
+        tcp_connect,
+    };
+    if report.landlock == Enforcement::None && !allow_unsandboxed {
+        return Err(SandboxError::NotEnforced);
+    }
+    Ok(report)
+}
+
+/// One attempted operation of [`probe`], for confinement tests and for an
+/// operator checking a kernel: what was tried and what the kernel said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    /// `read`, `write`, `exec`, `connect` or `signal`.
+    pub op: String,
+    /// The path, port or pid.
+    pub target: String,
+    /// Whether the operation succeeded.
+    pub allowed: bool,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// What [`probe`] tries, inside the sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeRequest {
+    /// Files to open for reading.
+    pub read: Vec<std::path::PathBuf>,
+    /// Files to create for writing.
+    pub write: Vec<std::path::PathBuf>,
+    /// Programs to execute.
+    pub exec: Vec<std::path::PathBuf>,
+    /// Loopback TCP ports to connect to.
+    pub connect: Vec<u16>,
+    /// Processes to send SIGCONT (harmless) to.
+    pub signal: Vec<i32>,
+}
+
+/// Tries each operation of `request` (after the caller confined itself) and
+/// reports the outcome of each.
+pub fn probe(request: &ProbeRequest) -> Vec<Attempt> {
+    let mut out = Vec::new();
+    let mut record = |op: &str, target: String, result: Result<(), String>| {
+        out.push(Attempt {
+            op: op.to_owned(),
+            target,
+            allowed: result.is_ok(),
+            error: result.err(),
+        });
+    };
+    for path in &request.read {
+        let result = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1]))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        record("read", path.display().to_string(), result);
+    }
+    for path in &request.write {
+        let result = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        record("write", path.display().to_string(), result);
+    }
+    for path in &request.exec {
+        let result = std::process::Command::new(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        record("exec", path.display().to_string(), result);
+    }
+    for port in &request.connect {
+        let result = std::net::TcpStream::connect(("127.0.0.1", *port))
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        record("connect", port.to_string(), result);
+    }
+    for pid in &request.signal {
+        let result = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGCONT,
+        )
+        .map_err(|e| e.to_string());
+        record("signal", pid.to_string(), result);
+    }
+    out
+}
