@@ -382,6 +382,8 @@ impl Monitor {
                 Err(e) => {
                     error!("cannot start the worker: {e}");
                     restarts += 1;
+                    self.restarts = restarts;
+                    self.write_runtime();
                     tokio::time::sleep(restart_delay(restarts)).await;
                     continue;
                 }
@@ -425,6 +427,8 @@ impl Monitor {
             };
             worker.stop();
             restarts += 1;
+            self.restarts = restarts;
+            self.write_runtime();
             let delay = restart_delay(restarts);
             error!(
                 "ending the worker: {ended}; restart {restarts} in {} s",

@@ -168,10 +168,15 @@ async fn sigkill_during_the_hook_never_runs_it_twice_and_acks_interrupted() {
     agent.kill().unwrap();
     agent.wait().unwrap();
     // The orphaned hook keeps its own process group; end it for tidiness.
-    if let Ok(pgid) = std::fs::read_to_string(&pgid_file) {
-        let _ = Command::new("kill")
-            .args(["-9", &format!("-{}", pgid.trim())])
-            .status();
+    if let Some(pgid) = std::fs::read_to_string(&pgid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|&p| p > 1)
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 
     let mut agent = spawn_agent(&config_path, &log);

@@ -1,0 +1,94 @@
+//! A hostile worker for the monitor's tests: reads the start message, then
+//! sends one kind of misbehaviour (named by its only argument) and waits
+//! until the monitor ends it.
+//!
+//! Modes: `forged` (a voter's directive with a broken signature),
+//! `nonvoter` (a valid directive from a key that is not a voter),
+//! `oversized` (a frame length over the cap), `unknown` (a message type the
+//! protocol does not have: a request to sign a kind 1 event),
+//! `auth-other-relay` (an AUTH request for a relay index not configured),
+//! `auth-huge-challenge` (an AUTH request with a 1000-byte challenge).
+
+#![forbid(unsafe_code)]
+// A test fixture: a broken fixture may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use qube_agent::ipc::{self, MonitorMessage, WorkerMessage};
+use qube_agent::{Keys, UnsignedEvent, UnverifiedEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn directive(keys: &Keys) -> qube_agent::Event {
+    keys.sign(UnsignedEvent {
+        created_at: qube_agent::now(),
+        kind: 33321,
+        tags: vec![
+            vec!["d".into(), "hyperqube".into()],
+            vec!["action".into(), "upgrade".into()],
+            vec!["version".into(), "v9.9.9".into()],
+            vec!["hash".into(), "ab".repeat(32)],
+            vec!["network".into(), "hqz".into()],
+        ],
+        content: "upgrade".into(),
+    })
+    .unwrap()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let mut stdin = tokio::io::stdin();
+    let mut stdout = tokio::io::stdout();
+    let _start: MonitorMessage = ipc::read_message(&mut stdin).await.unwrap();
+    let voter = Keys::from_secret_bytes(&[1; 32]).unwrap();
+    match mode.as_str() {
+        "forged" => {
+            let mut data = directive(&voter).into_unverified().into_data();
+            data.content = "upgrade now, trust me".into();
+            let event = UnverifiedEvent::from_data(data).to_json();
+            ipc::write_message(&mut stdout, &WorkerMessage::Directive { relay: 0, event })
+                .await
+                .unwrap();
+        }
+        "nonvoter" => {
+            let stranger = Keys::from_secret_bytes(&[77; 32]).unwrap();
+            let event = directive(&stranger).to_json();
+            ipc::write_message(&mut stdout, &WorkerMessage::Directive { relay: 0, event })
+                .await
+                .unwrap();
+        }
+        "oversized" => {
+            stdout
+                .write_all(&(64u32 << 20).to_be_bytes())
+                .await
+                .unwrap();
+            stdout.flush().await.unwrap();
+        }
+        "unknown" => {
+            let frame = br#"{"type":"sign_event","kind":1,"content":"pay me"}"#;
+            stdout
+                .write_all(&(frame.len() as u32).to_be_bytes())
+                .await
+                .unwrap();
+            stdout.write_all(frame).await.unwrap();
+            stdout.flush().await.unwrap();
+        }
+        "auth-other-relay" => {
+            let msg = WorkerMessage::AuthRequest {
+                relay: 99,
+                challenge: "c".into(),
+            };
+            ipc::write_message(&mut stdout, &msg).await.unwrap();
+        }
+        "auth-huge-challenge" => {
+            let msg = WorkerMessage::AuthRequest {
+                relay: 0,
+                challenge: "c".repeat(1000),
+            };
+            ipc::write_message(&mut stdout, &msg).await.unwrap();
+        }
+        other => panic!("unknown mode {other:?}"),
+    }
+    // Wait to be killed (or for the monitor to close the channel).
+    let mut rest = Vec::new();
+    let _ = stdin.read_to_end(&mut rest).await;
+}

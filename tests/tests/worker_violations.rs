@@ -1,0 +1,93 @@
+//! The monitor treats the worker as hostile (DESIGN.md section 5): a worker
+//! that forwards a forged directive or one from a non-voter, sends an
+//! oversized frame or an unknown message type, or asks for an AUTH
+//! signature for a relay we do not have or with an unbounded challenge, is
+//! ended and restarted; no action runs and the monitor keeps its state.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use qube_agent::monitor::{self, RunOptions, WorkerMode};
+use qube_e2e::*;
+
+fn restarts(node: &Node) -> u64 {
+    let path = node.dir.path().join("state").join("runtime.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["worker_restarts"].as_u64())
+        .unwrap_or(0)
+}
+
+async fn misbehave(mode: &str) {
+    let relay = start_relay(false).await;
+    let gov: Vec<qube_agent::Keys> = (1..=3).map(keys).collect();
+    let node = Node::default();
+    let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 1);
+    let program = worker_program().with_file_name("fake-worker");
+    let options = RunOptions {
+        dry_run: false,
+        worker: WorkerMode::Process {
+            program,
+            args: vec![mode.to_owned()],
+        },
+    };
+    let agent = tokio::spawn(async move { monitor::run(config, options).await.unwrap() });
+    // Quorum is 1: a forwarded directive the monitor accepted would run.
+    assert!(
+        wait_until(Duration::from_secs(15), || restarts(&node) >= 2).await,
+        "{mode}: the worker was not ended and restarted (restarts: {})",
+        restarts(&node)
+    );
+    assert!(!agent.is_finished(), "{mode}: the monitor stopped");
+    assert!(node.runs().is_empty(), "{mode}: an action ran");
+    let state = node.dir.path().join("state");
+    assert!(
+        !state.join("directives.json").exists(),
+        "{mode}: a forwarded directive was stored"
+    );
+    assert!(
+        !state.join("journal.jsonl").exists()
+            || std::fs::read_to_string(state.join("journal.jsonl"))
+                .unwrap()
+                .is_empty()
+    );
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_directive_ends_the_worker() {
+    misbehave("forged").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directive_from_a_non_voter_ends_the_worker() {
+    misbehave("nonvoter").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_ends_the_worker() {
+    misbehave("oversized").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_message_type_ends_the_worker() {
+    misbehave("unknown").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_request_for_another_relay_ends_the_worker() {
+    misbehave("auth-other-relay").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_request_with_an_unbounded_challenge_ends_the_worker() {
+    misbehave("auth-huge-challenge").await;
+}
