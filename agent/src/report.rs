@@ -467,6 +467,41 @@ pub struct StatusReport {
     pub journal: JournalView,
     /// Warnings, as sentences.
     pub warnings: Vec<String>,
+    /// What the running (or last) agent recorded about its worker, from
+    /// `runtime.json`; `null` when the agent never ran.
+    pub runtime: Option<RuntimeView>,
+}
+
+/// The worker's state as the agent last recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeView {
+    /// The monitor's process id.
+    pub pid: Option<u64>,
+    /// When recorded, unix seconds.
+    pub updated_at: Option<u64>,
+    /// Worker restarts since that agent started.
+    pub worker_restarts: Option<u64>,
+    /// `full`, `partial`, `none` or `in-process`; `null` before the worker
+    /// reported.
+    pub worker_sandbox: Option<String>,
+}
+
+/// Reads `runtime.json`; `None` when absent or unreadable.
+fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
+    let text = std::fs::read_to_string(state_dir.join(crate::monitor::RUNTIME_FILE)).ok()?;
+    if text.len() > 4096 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(RuntimeView {
+        pid: v.get("pid").and_then(serde_json::Value::as_u64),
+        updated_at: v.get("updated_at").and_then(serde_json::Value::as_u64),
+        worker_restarts: v.get("worker_restarts").and_then(serde_json::Value::as_u64),
+        worker_sandbox: v
+            .get("worker_sandbox")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    })
 }
 
 /// What `journal` shows.
@@ -848,6 +883,7 @@ pub fn status(
             .collect(),
         journal: journal.view(Some(STATUS_JOURNAL_RECORDS)),
         warnings: notes,
+        runtime: runtime_view(config.state_dir()),
     })
 }
 
@@ -952,6 +988,17 @@ impl fmt::Display for StatusReport {
         }
         if let Some(why) = &self.node.key_error {
             writeln!(f, "             {why}")?;
+        }
+        match &self.runtime {
+            Some(r) => writeln!(
+                f,
+                "worker:      sandbox {}, {} restart(s) (agent pid {}, recorded {})",
+                r.worker_sandbox.as_deref().unwrap_or("not reported yet"),
+                r.worker_restarts.unwrap_or(0),
+                r.pid.map_or("?".to_owned(), |p| p.to_string()),
+                r.updated_at.map_or("?".to_owned(), |t| t.to_string()),
+            )?,
+            None => writeln!(f, "worker:      unknown (the agent has not run)")?,
         }
         writeln!(f, "network:     {}", self.network)?;
         writeln!(

@@ -88,6 +88,20 @@ async fn two_of_three_through_two_relays_runs_once_and_acknowledges() {
         qubestr_check(ack.kind, &tags, &ack.content).unwrap();
     }
 
+    // status shows the worker ran sandboxed as its own process.
+    let report =
+        qube_agent::report::status(std::path::Path::new("config.toml"), &config, &[], now())
+            .unwrap();
+    let runtime = report.runtime.expect("no runtime.json");
+    assert_eq!(runtime.worker_restarts, Some(0));
+    assert!(
+        matches!(
+            runtime.worker_sandbox.as_deref(),
+            Some("full" | "partial" | "none")
+        ),
+        "{runtime:?}"
+    );
+
     // Restart: the quorum is still stored and still valid, but the journal
     // says it ran.
     agent.abort();

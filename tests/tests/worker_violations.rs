@@ -31,6 +31,7 @@ async fn misbehave(mode: &str) {
     let gov: Vec<qube_agent::Keys> = (1..=3).map(keys).collect();
     let node = Node::default();
     let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 1);
+    let config_copy = config.clone();
     let program = worker_program().with_file_name("fake-worker");
     let options = RunOptions {
         dry_run: false,
@@ -47,6 +48,17 @@ async fn misbehave(mode: &str) {
         restarts(&node)
     );
     assert!(!agent.is_finished(), "{mode}: the monitor stopped");
+    let report = qube_agent::report::status(
+        std::path::Path::new("config.toml"),
+        &config_copy,
+        &[],
+        now(),
+    )
+    .unwrap();
+    assert!(
+        report.runtime.unwrap().worker_restarts.unwrap() >= 2,
+        "{mode}: status shows no restarts"
+    );
     assert!(node.runs().is_empty(), "{mode}: an action ran");
     let state = node.dir.path().join("state");
     assert!(
