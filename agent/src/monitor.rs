@@ -130,6 +130,15 @@ pub fn voter_keys(config: &Config) -> BTreeSet<[u8; 32]> {
     config.voters().map(|f| *f.pubkey()).collect()
 }
 
+/// The quorum engine's configuration that `config` implies.
+pub fn quorum_config(config: &Config) -> QuorumConfig {
+    QuorumConfig {
+        voters: voter_keys(config),
+        quorum: config.quorum(),
+        allow_downgrade: config.policy().allow_downgrade(),
+    }
+}
+
 /// The directive rules `config` implies.
 pub fn directive_rules(config: &Config) -> DirectiveRules {
     DirectiveRules {
@@ -207,15 +216,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     for why in dropped {
         warn!("dropped a saved directive: {why}");
     }
-    let engine = Engine::from_directives(
-        QuorumConfig {
-            voters: voters.clone(),
-            quorum: config.quorum(),
-            allow_downgrade: config.policy().allow_downgrade(),
-        },
-        directives,
-    )
-    .map_err(MonitorError::Quorum)?;
+    let engine = Engine::from_directives(quorum_config(&config), directives)
+        .map_err(MonitorError::Quorum)?;
     // A dry run reads the journal without opening it for appends (which
     // creates it and repairs a torn tail).
     let (journal, journaled) = if options.dry_run {

@@ -91,7 +91,7 @@ use crate::directive::{Directive, Proposal};
 use crate::journal::{self, Entry, Inspection, JournalError, Record};
 use crate::monitor::{default_node_id, directive_rules, voter_keys};
 use crate::nip19::encode_npub;
-use crate::quorum::{Engine, QuorumConfig, QuorumError, Standing};
+use crate::quorum::{Engine, QuorumError, Standing};
 use crate::state::{OutboxEntry, StateDir, StateError};
 
 /// How many of the last journal records `status` shows.
@@ -767,15 +767,8 @@ pub fn status(
             .into_iter()
             .map(|why| format!("saved directive not counted: {why}")),
     );
-    let engine = Engine::from_directives(
-        QuorumConfig {
-            voters: voters.clone(),
-            quorum: config.quorum(),
-            allow_downgrade: config.policy().allow_downgrade(),
-        },
-        directives,
-    )
-    .map_err(ReportError::Quorum)?;
+    let engine = Engine::from_directives(crate::monitor::quorum_config(config), directives)
+        .map_err(ReportError::Quorum)?;
 
     let recorded = state.installed_version()?;
     let configured = config.current_version();
