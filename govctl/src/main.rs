@@ -1,20 +1,197 @@
-//! `govctl`: governance keys, follows and quorum, and signing of HyperQube
-//! directives (kind 33321) for `qube-agent` fleets.
+//! `govctl`: the governance side of qube-agent fleets (DESIGN.md section 8).
 //!
-//! Commands (`keygen`, `key`, `follows`, `quorum`, `propose`, `sign`,
-//! `publish`, `verify`, `hash`, `status`) arrive in later releases; today the
-//! binary answers `--help` and `--version` only.
+//! Governance keys (NIP-49 encrypted files, see [`keystore`]), follows and
+//! quorum of an agent config ([`config_edit`]), HyperQube directives
+//! (kind 33321) built, checked with the agent's own rules and signed, online
+//! or on an air-gapped machine ([`propose`], [`draft`]), publishing with
+//! NIP-42 ([`publish`]), verification ([`verify`]) and fleet status
+//! ([`status`]). It never executes an action.
+//!
+//! Exit status: 0 success, 1 failure, 2 usage error ([`error`]).
 
 #![forbid(unsafe_code)]
 
+mod cli;
+mod config_edit;
+mod draft;
+mod error;
+mod keycmd;
+mod keystore;
+mod prompt;
+mod propose;
+mod publish;
+mod relays;
+mod show;
+mod status;
+mod status_report;
+mod time;
+mod verify;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
 use clap::Parser;
+use qube_agent::config::Role;
 
-/// Governance tool for qube-agent fleets: keys, follows, quorum and signed
-/// directives. Never executes an action.
-#[derive(Parser)]
-#[command(name = "govctl", version, about, long_about)]
-struct Cli {}
+use crate::cli::{
+    Cli, Command, FollowsCommand, KeyArgs, KeyCommand, ProposeArgs, ProposeCommand, QuorumCommand,
+    RoleArg,
+};
+use crate::error::{CliError, Result};
+use crate::keycmd::KeyChoice;
 
-fn main() {
-    let Cli {} = Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn choice(args: &KeyArgs) -> KeyChoice<'_> {
+    KeyChoice {
+        key: args.key.as_deref(),
+        name: args.name.as_deref(),
+        passphrase_file: args.passphrase_file.as_deref(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen(a) => keycmd::keygen(&choice(&a.key), a.log_n, a.plaintext),
+        Command::Key(KeyCommand::Show(a)) => keycmd::show(&choice(&a)),
+        Command::Key(KeyCommand::Import(a)) => {
+            keycmd::import(&choice(&a.key), a.log_n, a.plaintext)
+        }
+        Command::Key(KeyCommand::Export(a)) => {
+            keycmd::export(&choice(&a.key), a.log_n, a.plaintext)
+        }
+        Command::Follows(FollowsCommand::List { config }) => config_edit::list(&config),
+        Command::Follows(FollowsCommand::Add {
+            key,
+            name,
+            role,
+            config,
+        }) => {
+            let role = match role {
+                RoleArg::Voter => Role::Voter,
+                RoleArg::Observer => Role::Observer,
+            };
+            config_edit::add(&config, &key, &name, role)
+        }
+        Command::Follows(FollowsCommand::Remove { follow, config }) => {
+            config_edit::remove(&config, &follow)
+        }
+        Command::Quorum(QuorumCommand::Set { n, config }) => config_edit::set_quorum(&config, n),
+        Command::Propose(ProposeCommand::Upgrade(a)) => {
+            propose_cmd(qube_agent::directive::Action::Upgrade, &a, None)
+        }
+        Command::Propose(ProposeCommand::Reboot(a)) => {
+            let required_by = time::parse_time(&a.required_by)
+                .map_err(|e| CliError::usage(format!("--required-by: {e}")))?;
+            propose_cmd(
+                qube_agent::directive::Action::Reboot,
+                &a.common,
+                Some((a.genesis_url.clone(), required_by)),
+            )
+        }
+        Command::Sign(a) => propose::run_sign(&a.draft, &a.out, &choice(&a.key), &a.d_tag, a.yes),
+        Command::Publish(a) => {
+            let targets = relays::targets(&a.publish.relay, a.publish.allow_insecure_ws)?;
+            let auth = match &a.publish.auth_key {
+                Some(path) => Some(
+                    keystore::unlock(path, a.publish.auth_passphrase_file.as_deref())?.keys()?,
+                ),
+                None => None,
+            };
+            publish::run(
+                &a.files,
+                targets,
+                auth.as_ref(),
+                Duration::from_secs(a.publish.timeout),
+            )
+        }
+        Command::Verify(a) => verify::run(&verify::VerifyArgs {
+            file: &a.file,
+            config: a.config.as_deref(),
+            network: a.network.as_deref(),
+            d_tag: &a.d_tag,
+        }),
+        Command::Hash(a) => {
+            let digest = qube_agent::exec::sha256_file(&a.file).map_err(|e| {
+                CliError::io("read", &a.file, &e).hint("give the path of the artifact file")
+            })?;
+            println!("{}", hex::encode(digest));
+            Ok(())
+        }
+        Command::Status(a) => status::run(&status::StatusArgs {
+            config: a.config.as_deref(),
+            relays: &a.relay,
+            network: a.network.as_deref(),
+            d_tag: &a.d_tag,
+            quorum: a.quorum,
+            json: a.json,
+            timeout: Duration::from_secs(a.timeout),
+            allow_insecure_ws: a.allow_insecure_ws,
+        }),
+    }
+}
+
+fn propose_cmd(
+    action: qube_agent::directive::Action,
+    a: &ProposeArgs,
+    reboot: Option<(String, u64)>,
+) -> Result<()> {
+    let now = qube_agent::now();
+    let expiration = match &a.expires_in {
+        Some(d) => Some(
+            now + time::parse_duration(d)
+                .map_err(|e| CliError::usage(format!("--expires-in: {e}")))?,
+        ),
+        None => None,
+    };
+    let unsigned_for = match (&a.unsigned, &a.signer) {
+        (true, Some(signer)) => Some(config_edit::parse_public_key(signer)?),
+        _ => None,
+    };
+    if a.out.is_none() && a.publish.relay.is_empty() {
+        return Err(CliError::usage("nowhere to send the directive")
+            .hint("add --out FILE to save it (offline signing), or --relay URL to publish it"));
+    }
+    let relays = if a.out.is_some() {
+        Vec::new()
+    } else {
+        relays::targets(&a.publish.relay, a.publish.allow_insecure_ws)?
+    };
+    let hash = propose::resolve_hash(a.hash.as_deref(), a.artifact.as_deref())?;
+    let (genesis_url, required_by) = match reboot {
+        Some((url, t)) => (Some(url), Some(t)),
+        None => (None, None),
+    };
+    let spec = propose::Spec {
+        action,
+        version: a.version.clone(),
+        network: a.network.clone(),
+        hash,
+        genesis_url,
+        required_by,
+        expiration,
+        content: a.content.clone(),
+        d_tag: a.d_tag.clone(),
+    };
+    propose::run(
+        &spec,
+        &choice(&a.key),
+        &propose::Destination {
+            out: a.out.as_deref(),
+            unsigned_for,
+            relays,
+            auth_key: a.publish.auth_key.as_deref(),
+            auth_passphrase_file: a.publish.auth_passphrase_file.as_deref(),
+            timeout: Duration::from_secs(a.publish.timeout),
+        },
+    )
 }

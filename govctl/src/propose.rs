@@ -1,0 +1,304 @@
+//! `govctl propose upgrade|reboot` and `govctl sign`: HyperQube directives
+//! (kind 33321, DESIGN.md section 2), built, checked against the agent's own
+//! rules ([`Directive::from_event`]) before any key is touched, signed, and
+//! then saved (`--out`, no network) or published.
+//!
+//! `--unsigned --signer NPUB --out FILE` writes a [`Draft`] instead, for
+//! `govctl sign DRAFT --out FILE` on another machine, which checks it,
+//! shows it, asks, and signs it unchanged.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qube_agent::directive::{Action, Directive, DirectiveRules, DIRECTIVE_KIND};
+use qube_agent::relay::RelayTarget;
+use qube_agent::{Event, Keys, UnsignedEvent};
+
+use crate::draft::{write_new_file, Draft};
+use crate::error::{CliError, Result};
+use crate::keycmd::{npub, KeyChoice};
+use crate::show::{self, directive_fields, print_fields};
+use crate::time::format_utc;
+use crate::{keystore, publish};
+
+/// What to propose.
+pub struct Spec {
+    /// Upgrade or reboot.
+    pub action: Action,
+    /// Version as it will be signed (an optional leading `v` is kept).
+    pub version: String,
+    /// Network id.
+    pub network: String,
+    /// SHA-256 of the artifact, 64 lowercase hex characters.
+    pub hash: String,
+    /// Reboot only: where the genesis comes from.
+    pub genesis_url: Option<String>,
+    /// Reboot only: deadline, unix seconds.
+    pub required_by: Option<u64>,
+    /// NIP-40 expiration, unix seconds.
+    pub expiration: Option<u64>,
+    /// Content; a sentence is made up when `None`.
+    pub content: Option<String>,
+    /// `d` tag.
+    pub d_tag: String,
+}
+
+/// The artifact hash from `--hash` (checked, lowercased) or `--artifact`
+/// (computed).
+///
+/// # Errors
+/// Not 64 hex characters, or the artifact cannot be read.
+pub fn resolve_hash(hash: Option<&str>, artifact: Option<&Path>) -> Result<String> {
+    match (hash, artifact) {
+        (Some(hash), None) => {
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(hash.to_ascii_lowercase())
+            } else {
+                Err(CliError::failure(format!(
+                    "--hash {:?} is not a SHA-256 (64 hex characters)",
+                    show::printable(hash, 80)
+                ))
+                .hint(
+                    "`govctl hash FILE` prints the SHA-256 of an artifact; or pass --artifact FILE",
+                ))
+            }
+        }
+        (None, Some(path)) => qube_agent::exec::sha256_file(path)
+            .map(hex::encode)
+            .map_err(|e| CliError::io("read artifact", path, &e)),
+        _ => Err(CliError::usage(
+            "give exactly one of --hash HASH and --artifact FILE",
+        )),
+    }
+}
+
+/// The unsigned directive, tags in DESIGN.md section 2 order.
+pub fn build(spec: &Spec, created_at: u64) -> UnsignedEvent {
+    let mut tags = vec![
+        vec!["d".to_owned(), spec.d_tag.clone()],
+        vec!["action".to_owned(), spec.action.as_str().to_owned()],
+        vec!["version".to_owned(), spec.version.clone()],
+        vec!["hash".to_owned(), spec.hash.clone()],
+        vec!["network".to_owned(), spec.network.clone()],
+    ];
+    if let Some(url) = &spec.genesis_url {
+        tags.push(vec!["genesis_url".to_owned(), url.clone()]);
+    }
+    if let Some(t) = spec.required_by {
+        tags.push(vec!["required_by".to_owned(), t.to_string()]);
+    }
+    if let Some(t) = spec.expiration {
+        tags.push(vec!["expiration".to_owned(), t.to_string()]);
+    }
+    let content = spec
+        .content
+        .clone()
+        .unwrap_or_else(|| default_content(spec));
+    UnsignedEvent {
+        created_at,
+        kind: DIRECTIVE_KIND,
+        tags,
+        content,
+    }
+}
+
+fn default_content(spec: &Spec) -> String {
+    match spec.action {
+        Action::Upgrade => format!(
+            "Upgrade {} to version {} (artifact sha256 {}).",
+            spec.network, spec.version, spec.hash
+        ),
+        Action::Reboot => format!(
+            "Reboot {} with version {} from {}, required by {} (artifact sha256 {}).",
+            spec.network,
+            spec.version,
+            spec.genesis_url.as_deref().unwrap_or("?"),
+            spec.required_by.map_or_else(|| "?".to_owned(), format_utc),
+            spec.hash
+        ),
+    }
+}
+
+/// Checks an unsigned directive against the agent's rules before any real
+/// key is used: it is signed with a throwaway key and run through
+/// [`Directive::from_event`] (everything but the voter check).
+///
+/// # Errors
+/// The first rule it breaks.
+pub fn check_unsigned(
+    unsigned: &UnsignedEvent,
+    rules: &DirectiveRules,
+    now: u64,
+) -> Result<Directive> {
+    let throwaway =
+        Keys::generate().map_err(|e| CliError::failure(format!("cannot generate a key: {e}")))?;
+    let event = throwaway
+        .sign(unsigned.clone())
+        .map_err(|e| CliError::failure(format!("not a valid event: {e}")))?;
+    check_signed(event, rules, now)
+}
+
+/// Checks a signed directive against the agent's rules.
+///
+/// # Errors
+/// The first rule it breaks.
+pub fn check_signed(event: Event, rules: &DirectiveRules, now: u64) -> Result<Directive> {
+    Directive::from_event(event, rules, now).map_err(|e| {
+        CliError::failure(format!("the agent would not count this directive: {e}"))
+            .hint("fix the value named above; every agent applies exactly this rule")
+    })
+}
+
+/// Rules for a directive on `network` with `d_tag` and the default skew.
+pub fn rules(network: &str, d_tag: &str) -> DirectiveRules {
+    let mut rules = DirectiveRules::new(network);
+    d_tag.clone_into(&mut rules.d_tag);
+    rules
+}
+
+/// Signs with `keys`, checks the result again, returns the event.
+///
+/// # Errors
+/// Signing fails or the signed event breaks a rule.
+pub fn sign(
+    keys: &Keys,
+    unsigned: UnsignedEvent,
+    rules: &DirectiveRules,
+    now: u64,
+) -> Result<Event> {
+    let event = keys
+        .sign(unsigned)
+        .map_err(|e| CliError::failure(format!("signing failed: {e}")))?;
+    Ok(check_signed(event, rules, now)?.into_event())
+}
+
+/// Where a proposal goes.
+pub struct Destination<'a> {
+    /// `--out FILE`: write there, touch no network.
+    pub out: Option<&'a Path>,
+    /// `--unsigned --signer KEY`: write a draft for this signer.
+    pub unsigned_for: Option<[u8; 32]>,
+    /// `--relay`: publish there (when no `--out`).
+    pub relays: Vec<RelayTarget>,
+    /// `--auth-key FILE` (default: the signing key).
+    pub auth_key: Option<&'a Path>,
+    /// `--auth-passphrase-file FILE`.
+    pub auth_passphrase_file: Option<&'a Path>,
+    /// How long to wait for relays.
+    pub timeout: Duration,
+}
+
+/// `govctl propose upgrade|reboot`.
+///
+/// # Errors
+/// The directive breaks a rule (before any key is read), the key cannot be
+/// unlocked, the file cannot be written, or no relay accepted it.
+pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<()> {
+    let now = qube_agent::now();
+    let unsigned = build(spec, now);
+    let rules = rules(&spec.network, &spec.d_tag);
+    let preview = check_unsigned(&unsigned, &rules, now)?;
+    if let Some(pubkey) = dest.unsigned_for {
+        let out = dest
+            .out
+            .ok_or_else(|| CliError::usage("--unsigned needs --out FILE"))?;
+        let draft = Draft::new(&unsigned, &pubkey);
+        write_new_file(out, &draft.to_json()?)?;
+        eprintln!(
+            "wrote a draft for {} to {}; sign it with `govctl sign {} --out FILE`",
+            npub(&pubkey),
+            out.display(),
+            out.display()
+        );
+        println!("{}", draft.id);
+        return Ok(());
+    }
+    let keys = key.unlock()?.keys()?;
+    let event = sign(&keys, unsigned, &rules, now)?;
+    let mut fields = vec![
+        ("id", event.id_hex()),
+        ("signer", npub(&event.pubkey)),
+        ("created_at", show::time(event.created_at)),
+    ];
+    fields.extend(directive_fields(&preview));
+    eprintln!("signed:");
+    print_fields(&fields, true);
+    if let Some(out) = dest.out {
+        write_new_file(out, &format!("{}\n", event.to_json()))?;
+        eprintln!(
+            "wrote {}; publish it with `govctl publish {} --relay URL --auth-key KEYFILE`",
+            out.display(),
+            out.display()
+        );
+        println!("{}", event.id_hex());
+        return Ok(());
+    }
+    let auth_keys = match dest.auth_key {
+        Some(path) => Some(keystore::unlock(path, dest.auth_passphrase_file)?.keys()?),
+        None => None,
+    };
+    let auth = auth_keys.as_ref().unwrap_or(&keys);
+    publish::publish_and_report(&[event], dest.relays.clone(), Some(auth), dest.timeout)
+}
+
+/// `govctl sign DRAFT --out FILE`: shows the draft on stderr, asks unless
+/// `yes`, and signs it unchanged with the key the draft names.
+///
+/// # Errors
+/// A bad draft, a refusal, the wrong key, or the file cannot be written.
+pub fn run_sign(
+    draft_path: &Path,
+    out: &Path,
+    key: &KeyChoice<'_>,
+    d_tag: &str,
+    yes: bool,
+) -> Result<()> {
+    let (draft, pubkey, unsigned) = Draft::load(draft_path)?;
+    let network = unsigned
+        .tags
+        .iter()
+        .find(|t| t.first().is_some_and(|n| n == "network"))
+        .and_then(|t| t.get(1))
+        .cloned()
+        .unwrap_or_default();
+    let rules = rules(&network, d_tag);
+    let now = qube_agent::now();
+    let preview = check_unsigned(&unsigned, &rules, now)?;
+    if out.exists() {
+        return Err(CliError::failure(format!(
+            "{} already exists; refusing to overwrite it",
+            out.display()
+        ))
+        .hint("choose another --out FILE"));
+    }
+    let mut fields = vec![
+        ("id", draft.id.clone()),
+        ("signer", npub(&pubkey)),
+        ("created_at", show::time(unsigned.created_at)),
+    ];
+    fields.extend(directive_fields(&preview));
+    eprintln!("about to sign this directive (kind {DIRECTIVE_KIND}):");
+    print_fields(&fields, true);
+    if !yes && !crate::prompt::confirm("sign it?", "--yes to sign without asking")? {
+        return Err(CliError::failure("not signed"));
+    }
+    let keys = key.unlock()?.keys()?;
+    if keys.public_key() != pubkey {
+        return Err(CliError::failure(format!(
+            "the draft is for {}, but the key is {}",
+            npub(&pubkey),
+            npub(&keys.public_key())
+        ))
+        .hint("sign with the key the draft names (--key or --name), or make a new draft with --signer"));
+    }
+    let event = sign(&keys, unsigned, &rules, now)?;
+    if event.id_hex() != draft.id {
+        return Err(CliError::failure(
+            "the signed event's id differs from the draft's; nothing written",
+        ));
+    }
+    write_new_file(out, &format!("{}\n", event.to_json()))?;
+    eprintln!("wrote {}", out.display());
+    println!("{}", event.id_hex());
+    Ok(())
+}
