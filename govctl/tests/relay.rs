@@ -61,7 +61,7 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(true));
     let env = Env::new();
-    env.keygen("gov");
+    let gov_npub = env.keygen("gov");
     env.plain_key("publisher.key");
     // Offline: sign to a file, no network.
     env.ok(&[
@@ -128,6 +128,47 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
         },
     ));
     assert_eq!(stored, vec![event]);
+
+    // A running qube-agent that follows `gov` (quorum 1) counts it: its
+    // hook runs once.
+    let marker = env.path("hook-ran");
+    let hook = env.path("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    common::chmod(&hook, 0o755);
+    let config = format!(
+        "network = \"hqz\"\nquorum = 1\nrelays = [\"{}\"]\nstate_dir = {:?}\n\
+         [[follows]]\nname = \"gov\"\nnpub = \"{gov_npub}\"\nrole = \"voter\"\n\
+         [upgrade]\ncommand = [{:?}]\n",
+        relay.url,
+        env.path("agent-state"),
+        hook
+    );
+    let config = qube_agent::config::Config::from_toml_str(&config)
+        .unwrap()
+        .0;
+    let agent = rt.spawn(async move {
+        qube_agent::monitor::run(config, qube_agent::monitor::RunOptions::default())
+            .await
+            .unwrap();
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not count the published directive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "v1.2.3\n");
+    agent.abort();
 
     // A relay that is down: no answer, exit 1, the reason shown.
     let out = env.run(&[

@@ -2,11 +2,13 @@
 //! `cargo run -p qube-e2e --bin demo`.
 //!
 //! Starts a real relay (nostr-relay-builder) on loopback that demands NIP-42
-//! for writes and applies qubestr's rules, makes three governance keys, runs
-//! the `qube-agent` binary with quorum 2 and a demo hook that writes a file,
-//! signs upgrade directives from two of the keys, and shows the hook running
-//! once and the acknowledgement arriving on the relay. Everything lives in a
-//! temporary directory that is removed at the end.
+//! for writes and applies qubestr's rules, makes three governance keys with
+//! `govctl keygen`, runs the `qube-agent` binary with quorum 2 and a demo
+//! hook that writes a file, signs upgrade directives from two of the keys
+//! with `govctl propose --out` and publishes them with `govctl publish
+//! --auth-key`, and shows the hook running once and the acknowledgement
+//! arriving on the relay. Everything lives in a temporary directory that is
+//! removed at the end.
 
 #![forbid(unsafe_code)]
 // A demo: printing is its job, and a broken step ends it.
@@ -17,12 +19,12 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use qube_agent::nip19::encode_npub;
 use qube_agent::{Filter, Keys};
-use qube_e2e::{directive, fetch_one, now, publish, start_relay};
+use qube_e2e::{fetch_one, start_relay};
 
-fn agent_binary() -> Result<PathBuf, String> {
-    // Build the real binary next to this one (same profile, same target dir).
+/// Builds `qube-agent` and `govctl` next to this binary (same profile, same
+/// target directory) and returns their paths.
+fn binaries() -> Result<(PathBuf, PathBuf), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args([
@@ -30,17 +32,36 @@ fn agent_binary() -> Result<PathBuf, String> {
             "--quiet",
             "-p",
             "qube-agent",
-            "--bin",
-            "qube-agent",
+            "-p",
+            "govctl",
+            "--bins",
         ])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err("building qube-agent failed".into());
+        return Err("building qube-agent and govctl failed".into());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = exe.parent().ok_or("no target directory")?;
-    Ok(dir.join("qube-agent"))
+    Ok((dir.join("qube-agent"), dir.join("govctl")))
+}
+
+/// Runs govctl with its key store in `home`; returns stdout, or the error.
+fn govctl(exe: &std::path::Path, home: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(exe)
+        .env("GOVCTL_HOME", home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run govctl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "govctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +79,7 @@ async fn main() -> ExitCode {
 }
 
 async fn demo() -> Result<(), String> {
-    let agent_exe = agent_binary()?;
+    let (agent_exe, govctl_exe) = binaries()?;
     let dir = tempfile::Builder::new()
         .prefix("qube-demo-")
         .tempdir()
@@ -66,12 +87,28 @@ async fn demo() -> Result<(), String> {
     let relay = start_relay(true).await;
     println!("relay (NIP-42 for writes, qubestr rules): {}", relay.url);
 
-    let gov: Vec<Keys> = (0..3)
-        .map(|_| Keys::generate().expect("random key"))
-        .collect();
-    for (i, g) in gov.iter().enumerate() {
-        println!("governance key {}: {}", i + 1, encode_npub(&g.public_key()));
+    // Governance keys, NIP-49 encrypted, made by govctl.
+    let home = dir.path().join("govctl");
+    let pass = dir.path().join("passphrase");
+    std::fs::write(&pass, "demo passphrase\n").map_err(|e| e.to_string())?;
+    let pass = pass.display().to_string();
+    let mut npubs = Vec::new();
+    for i in 1..=3 {
+        let name = format!("governor-{i}");
+        let npub = govctl(
+            &govctl_exe,
+            &home,
+            &["keygen", "--name", &name, "--passphrase-file", &pass],
+        )?;
+        println!("govctl keygen --name {name}: {npub}");
+        npubs.push(npub);
     }
+    let publisher = dir.path().join("publisher.key").display().to_string();
+    govctl(
+        &govctl_exe,
+        &home,
+        &["keygen", "--key", &publisher, "--plaintext"],
+    )?;
 
     let marker = dir.path().join("upgraded-to");
     let hook = dir.path().join("demo-upgrade-hook");
@@ -91,11 +128,10 @@ async fn demo() -> Result<(), String> {
         relay.url,
         dir.path().join("state").display()
     );
-    for (i, g) in gov.iter().enumerate() {
+    for (i, npub) in npubs.iter().enumerate() {
         config.push_str(&format!(
-            "\n[[follows]]\nname = \"governor-{}\"\nnpub = \"{}\"\nrole = \"voter\"\n",
-            i + 1,
-            encode_npub(&g.public_key())
+            "\n[[follows]]\nname = \"governor-{}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n",
+            i + 1
         ));
     }
     config.push_str(&format!(
@@ -112,7 +148,16 @@ async fn demo() -> Result<(), String> {
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", agent_exe.display()))?;
-    let result = drive(&relay.url, &gov, &marker, dir.path()).await;
+    let result = drive(
+        &relay.url,
+        &govctl_exe,
+        &home,
+        &pass,
+        &publisher,
+        &marker,
+        dir.path(),
+    )
+    .await;
     let _ = agent.kill();
     let _ = agent.wait();
     relay.relay.shutdown();
@@ -121,23 +166,49 @@ async fn demo() -> Result<(), String> {
 
 async fn drive(
     url: &str,
-    gov: &[Keys],
+    govctl_exe: &std::path::Path,
+    home: &std::path::Path,
+    pass: &str,
+    publisher: &str,
     marker: &std::path::Path,
     state: &std::path::Path,
 ) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let hash = "ab".repeat(32);
-    let publisher = Keys::generate().expect("random key");
-    for (i, g) in gov.iter().take(2).enumerate() {
-        let d = directive(g, now(), "v1.2.3", &hash, "hqz");
-        let (accepted, message) = publish(url, &d, &publisher).await;
-        println!(
-            "governor-{} signed upgrade v1.2.3; relay answered OK {accepted} {message:?}",
-            i + 1
-        );
-        if !accepted {
-            return Err(format!("relay refused the directive: {message}"));
-        }
+    for i in 1..=2 {
+        let name = format!("governor-{i}");
+        let signed = state
+            .join(format!("upgrade-{i}.json"))
+            .display()
+            .to_string();
+        // Signed offline (no network), then published with a separate
+        // publisher key that answers the relay's NIP-42 challenge.
+        govctl(
+            govctl_exe,
+            home,
+            &[
+                "propose",
+                "upgrade",
+                "--version",
+                "v1.2.3",
+                "--network",
+                "hqz",
+                "--hash",
+                &hash,
+                "--name",
+                &name,
+                "--passphrase-file",
+                pass,
+                "--out",
+                &signed,
+            ],
+        )?;
+        let answer = govctl(
+            govctl_exe,
+            home,
+            &["publish", &signed, "--relay", url, "--auth-key", publisher],
+        )?;
+        println!("{name} signed upgrade v1.2.3 with govctl; govctl publish: {answer}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
