@@ -1,25 +1,20 @@
 //! Shared helpers of govctl's integration tests: running the binary with a
-//! private key store, fixture files, and an in-process relay on loopback
-//! that demands NIP-42 for writes (nostr-relay-builder's `LocalRelay`,
-//! applying qubestr's publishing rules of DESIGN.md section 2).
+//! private key store and fixture files; the in-process relay (NIP-42 for
+//! writes, qubestr's publishing rules) comes from `qube-e2e`.
 
+// Each test file uses a different subset of these helpers.
 #![allow(
     dead_code,
+    unused_imports,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
-use nostr_relay_builder::prelude::{
-    LocalRelay, RelayBuilder, RelayBuilderNip42, RelayBuilderNip42Mode,
-};
 
 /// A temporary working directory with its own key store (`home/`).
 pub struct Env {
@@ -129,105 +124,9 @@ pub fn npub_hex(npub: &str) -> String {
     hex::encode(qube_agent::nip19::decode_npub(npub).unwrap())
 }
 
-/// A 64-hex artifact hash.
-pub const HASH: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-
-/// A running in-process relay and its `ws://127.0.0.1:PORT` URL.
-pub struct TestRelay {
-    /// The relay; dropping it shuts it down.
-    pub relay: LocalRelay,
-    /// Its URL.
-    pub url: String,
-}
-
-/// Starts a relay on loopback applying [`QubestrPolicy`]; with
-/// `nip42_writes`, publishing needs NIP-42 authentication (as on qubestr).
-pub async fn start_relay(nip42_writes: bool) -> TestRelay {
-    let mut builder = RelayBuilder::default()
-        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .write_policy(QubestrPolicy);
-    if nip42_writes {
-        builder = builder.nip42(RelayBuilderNip42 {
-            mode: RelayBuilderNip42Mode::Write,
-        });
-    }
-    let relay = LocalRelay::new(builder);
-    relay.run().await.expect("start in-process relay");
-    let url = relay
-        .url()
-        .await
-        .to_string()
-        .trim_end_matches('/')
-        .to_owned();
-    TestRelay { relay, url }
-}
-
-/// qubestr's publishing rules for kinds 33321 and 3333 (DESIGN.md section
-/// 2); other kinds pass.
-#[derive(Debug)]
-pub struct QubestrPolicy;
-
-fn qubestr_check(kind: u16, tags: &[Vec<String>], content: &str) -> Result<(), String> {
-    let value = |name: &str| {
-        tags.iter()
-            .find(|t| t.first().map(String::as_str) == Some(name))
-            .and_then(|t| t.get(1))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-            .ok_or(format!("missing {name} tag"))
-    };
-    match kind {
-        33321 => {
-            if value("d")? != "hyperqube" {
-                return Err("d tag must be hyperqube".into());
-            }
-            value("version")?;
-            value("network")?;
-            match value("action")? {
-                "upgrade" => {}
-                "reboot" => {
-                    value("genesis_url")?;
-                    value("required_by")?
-                        .parse::<u64>()
-                        .map_err(|_| "bad required_by")?;
-                }
-                other => return Err(format!("unknown action {other}")),
-            }
-        }
-        3333 => {
-            let a = value("a")?;
-            if !a.starts_with("33321:") || !a.ends_with(":hyperqube") {
-                return Err(format!("a tag {a} does not point at a directive"));
-            }
-            for name in ["version", "network", "action", "node_id", "action_at"] {
-                value(name)?;
-            }
-            if value("status")? == "failure" {
-                value("error")?;
-            }
-        }
-        _ => return Ok(()),
-    }
-    if content.is_empty() {
-        return Err("empty content".into());
-    }
-    Ok(())
-}
-
-impl WritePolicy for QubestrPolicy {
-    fn admit_event<'a>(
-        &'a self,
-        event: &'a nostr_relay_builder::prelude::Event,
-        _addr: &'a std::net::SocketAddr,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PolicyResult> + Send + 'a>> {
-        let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
-        let verdict = match qubestr_check(event.kind.as_u16(), &tags, &event.content) {
-            Ok(()) => PolicyResult::Accept,
-            Err(e) => PolicyResult::Reject(format!("invalid: {e}")),
-        };
-        Box::pin(async move { verdict })
-    }
-}
+// The relay harness and qubestr's publishing rules are the end-to-end
+// tests' own (`qube-e2e`), so govctl is tested against the same relay.
+pub use qube_e2e::{start_relay, TestRelay, HASH};
 
 /// An agent config for `relay` with these voters (name, npub) and quorum.
 pub fn config_toml(relay: &str, voters: &[(&str, &str)], quorum: usize) -> String {
