@@ -180,7 +180,7 @@ fn main() -> ExitCode {
             signal,
         } => sandbox_probe(
             &ports,
-            qube_agent::sandbox::ProbeRequest {
+            qube_agent::worker::sandbox::ProbeRequest {
                 read,
                 write,
                 exec,
@@ -212,8 +212,8 @@ fn init_logging(verbose: u8) {
 }
 
 /// `sandbox-probe`: confine as the worker does, try, report.
-fn sandbox_probe(ports: &[u16], request: qube_agent::sandbox::ProbeRequest) -> ExitCode {
-    let report = match qube_agent::sandbox::confine_worker(ports, false) {
+fn sandbox_probe(ports: &[u16], request: qube_agent::worker::sandbox::ProbeRequest) -> ExitCode {
+    let report = match qube_agent::worker::sandbox::confine_worker(ports, false) {
         Ok(report) => report,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
@@ -226,7 +226,7 @@ fn sandbox_probe(ports: &[u16], request: qube_agent::sandbox::ProbeRequest) -> E
         "{}",
         serde_json::json!({"op": "sandbox", "target": report.landlock.as_str(), "allowed": true, "error": null})
     );
-    for attempt in qube_agent::sandbox::probe(&request) {
+    for attempt in qube_agent::worker::sandbox::probe(&request) {
         let _ = writeln!(stdout, "{}", serde_json::json!(attempt));
     }
     ExitCode::SUCCESS
@@ -234,7 +234,7 @@ fn sandbox_probe(ports: &[u16], request: qube_agent::sandbox::ProbeRequest) -> E
 
 /// `run`: the agent until SIGINT/SIGTERM.
 fn run(path: &std::path::Path, dry_run: bool, allow_unsandboxed: bool, verbose: u8) -> ExitCode {
-    if let Err(e) = qube_agent::sandbox::harden_process() {
+    if let Err(e) = qube_agent::worker::sandbox::harden_process() {
         let _ = writeln!(std::io::stderr(), "error: {e}");
         return ExitCode::FAILURE;
     }

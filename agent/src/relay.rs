@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::event::{Event, Limits};
-use crate::message::{ClientMessage, Filter, RelayMessage};
+use crate::core::event::{Event, Limits};
+use crate::core::message::{ClientMessage, Filter, RelayMessage};
 
 /// Subscription id used for the directive subscription on every relay.
 pub const SUBSCRIPTION_ID: &str = "qube-directives";
@@ -386,7 +386,7 @@ impl RelayTask {
                         }
                         Message::Close(frame) => {
                             return match frame {
-                                Some(f) => format!("relay closed the connection: {} {}", f.code, crate::error::truncated(&f.reason, 200)),
+                                Some(f) => format!("relay closed the connection: {} {}", f.code, crate::core::error::truncated(&f.reason, 200)),
                                 None => "relay closed the connection".into(),
                             };
                         }

@@ -17,7 +17,7 @@
     clippy::indexing_slicing
 )]
 
-use qube_agent::keys::{verify_schnorr, Keys};
+use qube_agent::core::keys::{verify_schnorr, Keys};
 use qube_agent::Error;
 
 const CSV: &str = include_str!("../../testdata/vectors/bip340-test-vectors.csv");

@@ -17,9 +17,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use qube_agent::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
-use qube_agent::journal::{Journal, Status};
-use qube_agent::nip19::encode_npub;
+use qube_agent::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
+use qube_agent::core::nip19::encode_npub;
+use qube_agent::state::journal::{Journal, Status};
 use qube_agent::state::{StateDir, ACK_KIND, NODE_KEY_FILE};
 use qube_agent::{Event, Keys, UnsignedEvent};
 use serde_json::Value;
@@ -240,7 +240,7 @@ fn status_text_shows_already_done_below_quorum_outbox_and_journal() {
         format!("node npub:   {node_npub}\n"),
         format!(
             "node id:     {}\n",
-            qube_agent::monitor::default_node_id(&node.public_key())
+            qube_agent::config::default_node_id(&node.public_key())
         ),
         "network:     hqz\n".to_owned(),
         "quorum:      2 of 3 voters\n".to_owned(),

@@ -16,7 +16,7 @@ use qube_agent::config::{
     Config, ConfigError, ConfigErrorKind, NodeKeySource, Problem, RelayUrlError, Role, Warning,
     MAX_CONFIG_BYTES,
 };
-use qube_agent::nip19::{self, Nip19Error};
+use qube_agent::core::nip19::{self, Nip19Error};
 
 /// The npub of design section 7.
 const GEORGE: &str = "npub1sr47j9awvw2xa0m4w770dr2rl7ylzq4xt9k5rel3h4h58sc3mjysx6pj64";

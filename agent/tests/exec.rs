@@ -15,11 +15,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use qube_agent::artifact::sha256_file;
 use qube_agent::config::{Config, Hook};
-use qube_agent::directive::{Action, Proposal};
-use qube_agent::exec::{
-    execute, run_step, sha256_file, ExecEnv, OutcomeStatus, StepStatus, HOOK_PATH,
-    MAX_CAPTURE_BYTES, MAX_ERROR_BYTES,
+use qube_agent::core::directive::{Action, Proposal};
+use qube_agent::monitor::exec::{
+    execute, run_step, ExecEnv, OutcomeStatus, StepStatus, HOOK_PATH, MAX_CAPTURE_BYTES,
+    MAX_ERROR_BYTES,
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;

@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use qube_agent::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
-use qube_agent::quorum::{Decision, Engine, Offer, QuorumConfig};
+use qube_agent::core::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
+use qube_agent::core::quorum::{Decision, Engine, Offer, QuorumConfig};
 use qube_agent::{Keys, UnsignedEvent};
 
 const NOW: u64 = 1_700_000_000;

@@ -17,8 +17,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use qube_agent::config::NodeKeySource;
-use qube_agent::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
-use qube_agent::journal::{self, Corruption, Entry, Journal, JournalError, Status, GENESIS_PREV};
+use qube_agent::core::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
+use qube_agent::state::journal::{
+    self, Corruption, Entry, Journal, JournalError, Status, GENESIS_PREV,
+};
 use qube_agent::state::{
     backoff_secs, StateDir, StateError, ACK_KIND, DIRECTIVES_FILE, LOCK_FILE, NODE_KEY_FILE,
     OUTBOX_FILE,

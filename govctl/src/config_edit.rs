@@ -19,7 +19,7 @@ use std::path::Path;
 
 use nostr::nips::nip19::{FromBech32, Nip19Profile};
 use qube_agent::config::{Config, Role, Warning, MAX_CONFIG_BYTES};
-use qube_agent::nip19::{self, Nip19Error};
+use qube_agent::core::nip19::{self, Nip19Error};
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 use crate::error::{warn, CliError, Result};

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use qube_agent::directive::DIRECTIVE_KIND;
-use qube_agent::event::compute_id;
+use qube_agent::core::directive::DIRECTIVE_KIND;
+use qube_agent::core::event::compute_id;
 use qube_agent::UnsignedEvent;
 use serde::Deserialize;
 

@@ -53,7 +53,7 @@ impl KeyChoice<'_> {
 
 /// The NIP-19 npub of a 32-byte public key.
 pub fn npub(pubkey: &[u8; 32]) -> String {
-    qube_agent::nip19::encode_npub(pubkey)
+    qube_agent::core::nip19::encode_npub(pubkey)
 }
 
 fn warn_weak(log_n: u8) {

@@ -87,13 +87,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Quorum(QuorumCommand::Set { n, config }) => config_edit::set_quorum(&config, n),
         Command::Propose(ProposeCommand::Upgrade(a)) => {
-            propose_cmd(qube_agent::directive::Action::Upgrade, &a, None)
+            propose_cmd(qube_agent::core::directive::Action::Upgrade, &a, None)
         }
         Command::Propose(ProposeCommand::Reboot(a)) => {
             let required_by = time::parse_time(&a.required_by)
                 .map_err(|e| CliError::usage(format!("--required-by: {e}")))?;
             propose_cmd(
-                qube_agent::directive::Action::Reboot,
+                qube_agent::core::directive::Action::Reboot,
                 &a.common,
                 Some((a.genesis_url.clone(), required_by)),
             )
@@ -121,7 +121,7 @@ fn run(cli: Cli) -> Result<()> {
             d_tag: &a.d_tag,
         }),
         Command::Hash(a) => {
-            let digest = qube_agent::exec::sha256_file(&a.file).map_err(|e| {
+            let digest = qube_agent::artifact::sha256_file(&a.file).map_err(|e| {
                 CliError::io("read", &a.file, &e).hint("give the path of the artifact file")
             })?;
             println!("{}", hex::encode(digest));
@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn propose_cmd(
-    action: qube_agent::directive::Action,
+    action: qube_agent::core::directive::Action,
     a: &ProposeArgs,
     reboot: Option<(String, u64)>,
 ) -> Result<()> {

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use qube_agent::directive::{Action, Directive, DirectiveRules, DIRECTIVE_KIND};
+use qube_agent::core::directive::{Action, Directive, DirectiveRules, DIRECTIVE_KIND};
 use qube_agent::relay::RelayTarget;
 use qube_agent::{Event, Keys, UnsignedEvent};
 
@@ -63,7 +63,7 @@ pub fn resolve_hash(hash: Option<&str>, artifact: Option<&Path>) -> Result<Strin
                 ))
             }
         }
-        (None, Some(path)) => qube_agent::exec::sha256_file(path)
+        (None, Some(path)) => qube_agent::artifact::sha256_file(path)
             .map(hex::encode)
             .map_err(|e| CliError::io("read artifact", path, &e)),
         _ => Err(CliError::usage(

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use qube_agent::core::relay_url::RelayUrl;
 use qube_agent::relay::{RelayOptions, RelayTarget};
-use qube_agent::relay_url::RelayUrl;
 
 use crate::error::{CliError, Result};
 

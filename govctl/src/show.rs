@@ -1,7 +1,7 @@
 //! Printing untrusted text and directives for people: control characters
 //! escaped, long values cut, times in UTC.
 
-use qube_agent::directive::Directive;
+use qube_agent::core::directive::Directive;
 
 use crate::time::format_utc;
 

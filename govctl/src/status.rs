@@ -19,11 +19,11 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use qube_agent::ack::ACK_KIND;
 use qube_agent::config::{Config, Role};
-use qube_agent::directive::{Directive, Proposal, DIRECTIVE_KIND};
-use qube_agent::monitor::directive_rules;
-use qube_agent::quorum::{Decision, Engine, QuorumConfig};
+use qube_agent::core::ack::ACK_KIND;
+use qube_agent::core::directive::{Directive, Proposal, DIRECTIVE_KIND};
+
+use qube_agent::core::quorum::{Decision, Engine, QuorumConfig};
 use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter};
 use tokio::time::Instant;
@@ -81,7 +81,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
             .is_some_and(|c| c.policy().allow_insecure_ws());
     let targets = relays::targets(&relay_urls, allow_insecure)?;
     let mut rules = match &config {
-        Some(c) => directive_rules(c),
+        Some(c) => c.directive_rules(),
         None => rules(&network, args.d_tag),
     };
     rules.network.clone_from(&network);

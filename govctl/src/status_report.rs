@@ -2,8 +2,8 @@
 //! JSON for scripts (the same facts in both).
 
 use qube_agent::config::Role;
-use qube_agent::directive::Proposal;
-use qube_agent::quorum::Decision;
+use qube_agent::core::directive::Proposal;
+use qube_agent::core::quorum::Decision;
 use serde_json::{json, Value};
 
 use crate::keycmd::npub;

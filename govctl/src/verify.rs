@@ -9,8 +9,8 @@
 use std::path::Path;
 
 use qube_agent::config::{Config, Role};
-use qube_agent::directive::{Directive, DIRECTIVE_KIND};
-use qube_agent::monitor::directive_rules;
+use qube_agent::core::directive::{Directive, DIRECTIVE_KIND};
+
 use qube_agent::{Limits, UnverifiedEvent};
 
 use crate::draft::read_small;
@@ -132,7 +132,7 @@ fn judge(
 
     let (rules, scope) = match (config, args.network) {
         (Some(config), _) => (
-            directive_rules(config),
+            config.directive_rules(),
             format!(
                 "directive under {}",
                 args.config
@@ -185,7 +185,7 @@ fn judge(
 fn kind_name(kind: u16) -> String {
     match kind {
         DIRECTIVE_KIND => format!("{kind} (HyperQube directive)"),
-        qube_agent::ack::ACK_KIND => format!("{kind} (HyperQube acknowledgement)"),
+        qube_agent::core::ack::ACK_KIND => format!("{kind} (HyperQube acknowledgement)"),
         qube_agent::monitor::AUTH_KIND => format!("{kind} (NIP-42 authentication)"),
         _ => kind.to_string(),
     }

@@ -98,7 +98,7 @@ fn add_keeps_comments_layout_and_mode() {
     let text = read(&env);
     assert_comments_kept(&text, &[]);
     // The original text is intact, with the new entry after the last follow.
-    let npub = qube_agent::nip19::encode_npub(&hex32(DAVE_HEX));
+    let npub = qube_agent::core::nip19::encode_npub(&hex32(DAVE_HEX));
     let entry = format!("\n[[follows]]\nname = \"dave\"\nnpub = \"{npub}\"\nrole = \"voter\"\n");
     let anchor = "role = \"observer\"\n";
     let expected = SAMPLE.replacen(anchor, &format!("{anchor}{entry}"), 1);
@@ -139,7 +139,7 @@ fn add_accepts_nprofile_and_refuses_duplicates_and_secrets() {
         "agent.toml",
     ]);
     let text = read(&env);
-    assert!(text.contains(&qube_agent::nip19::encode_npub(&hex32(DAVE_HEX))));
+    assert!(text.contains(&qube_agent::core::nip19::encode_npub(&hex32(DAVE_HEX))));
     assert!(text.contains("role = \"observer\"\n\n[[follows]]\nname = \"dave\""));
     std::fs::write(env.path("agent.toml"), SAMPLE).unwrap();
 

@@ -12,8 +12,8 @@ mod common;
 
 use common::{npub_hex, stderr, stdout, Env, HASH};
 use qube_agent::config::Config;
-use qube_agent::directive::{Action, Directive, DirectiveRules};
-use qube_agent::monitor::directive_rules;
+use qube_agent::core::directive::{Action, Directive, DirectiveRules};
+
 use qube_agent::{Event, Limits};
 
 fn load(env: &Env, name: &str) -> (String, Event) {
@@ -36,7 +36,7 @@ fn offline_upgrade_passes_the_agent_rules_and_rust_nostr() {
     let hash = hash.trim();
     assert_eq!(
         hash,
-        hex::encode(qube_agent::exec::sha256_file(&env.path("artifact")).unwrap())
+        hex::encode(qube_agent::artifact::sha256_file(&env.path("artifact")).unwrap())
     );
     let out = env.run(&[
         "propose",
@@ -109,7 +109,7 @@ fn offline_upgrade_passes_the_agent_rules_and_rust_nostr() {
     let config = common::config_toml("wss://relay.example", &[("gov", &npub)], 1);
     std::fs::write(env.path("agent.toml"), &config).unwrap();
     let (parsed, _) = Config::from_toml_str(&config).unwrap();
-    Directive::from_event(event, &directive_rules(&parsed), now).unwrap();
+    Directive::from_event(event, &parsed.directive_rules(), now).unwrap();
     let shown = env.ok(&["verify", "upgrade.json", "--config", "agent.toml"]);
     assert!(shown.contains("(gov, voter)"), "{shown}");
     assert!(

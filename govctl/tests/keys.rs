@@ -33,7 +33,7 @@ fn nip19_vectors_decode_and_encode() {
         assert_eq!(pk.to_bech32().unwrap(), bech);
         // The agent's decoder agrees with rust-nostr.
         assert_eq!(
-            hex::encode(qube_agent::nip19::decode_npub(bech).unwrap()),
+            hex::encode(qube_agent::core::nip19::decode_npub(bech).unwrap()),
             hex
         );
     }

@@ -14,8 +14,8 @@ mod common;
 use std::time::Duration;
 
 use common::{start_relay, stderr, stdout, Env, HASH};
-use qube_agent::ack::{Ack, AckStatus};
-use qube_agent::directive::{Directive, DirectiveRules};
+use qube_agent::core::ack::{Ack, AckStatus};
+use qube_agent::core::directive::{Directive, DirectiveRules};
 use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter, Keys, Limits};
 

@@ -463,7 +463,7 @@ async fn a_matching_artifact_lets_the_hook_run() {
     // HASH is 32 bytes of 0x11 written as hex: not a real SHA-256, so write
     // a file and vote for its real hash instead.
     std::fs::write(&artifact, b"the release").unwrap();
-    let real = qube_agent::exec::sha256_file(&artifact).unwrap();
+    let real = qube_agent::artifact::sha256_file(&artifact).unwrap();
     let relay = start_relay(false).await;
     let gov = gov();
     let config = node.config_with(

@@ -121,7 +121,7 @@ pub fn chmod(path: &Path, mode: u32) {
 
 /// The hex public key of an npub.
 pub fn npub_hex(npub: &str) -> String {
-    hex::encode(qube_agent::nip19::decode_npub(npub).unwrap())
+    hex::encode(qube_agent::core::nip19::decode_npub(npub).unwrap())
 }
 
 // The relay harness and qubestr's publishing rules are the end-to-end

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::error::Error;
+use crate::core::error::Error;
 
 /// Checks done before parsing: length, UTF-8, nesting depth, and `\u`
 /// escapes of lone UTF-16 surrogates (which decode to no character).

@@ -3,7 +3,7 @@
 
 use secp256k1::{schnorr, Keypair, SecretKey, XOnlyPublicKey, SECP256K1};
 
-use crate::error::Error;
+use crate::core::error::Error;
 
 /// Verifies a BIP-340 Schnorr signature.
 ///

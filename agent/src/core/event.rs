@@ -13,9 +13,9 @@ use std::ops::Deref;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
-use crate::error::{truncated, Error, Field, HexProblem, TagProblem};
-use crate::json::{self, fail, reject_other_types, Any};
-use crate::keys::{self, Keys};
+use crate::core::error::{truncated, Error, Field, HexProblem, TagProblem};
+use crate::core::json::{self, fail, reject_other_types, Any};
+use crate::core::keys::{self, Keys};
 
 /// Size limits applied to untrusted events and relay messages, checked before
 /// the work they bound is done.

@@ -5,7 +5,7 @@
 //! `deny_unknown_fields` everywhere, so a misspelt key is an error naming the
 //! key and its line instead of a silently disabled safety check. Then each
 //! value is checked and turned into a typed value: relay URLs are parsed
-//! by the `url` crate ([`RelayUrl`], from [`crate::relay_url`]), public keys
+//! by the `url` crate ([`RelayUrl`], from [`crate::core::relay_url`]), public keys
 //! decoded (NIP-19 npub or hex) and checked to be BIP-340 keys, versions
 //! parsed as semver, hook commands kept as argv arrays (a shell string is a
 //! type error), and the quorum checked against the number of voters (design
@@ -14,6 +14,8 @@
 //! [`Config::load`] returns the config with a list of [`Warning`]s (things
 //! that are allowed but probably not meant); [`Config::normalized_toml`]
 //! prints the effective config with every default filled in.
+
+mod derived;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,8 +27,8 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::nip19::{self, Nip19Error};
-pub use crate::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
+use crate::core::nip19::{self, Nip19Error};
+pub use crate::core::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
 
 /// The largest config file [`Config::load`] reads, in bytes (1 MiB). A real
 /// config is a few kilobytes.
@@ -260,48 +262,8 @@ impl ArtifactTemplate {
     }
 }
 
-/// A semantic version with an optional leading `v`, as in `current_version`
-/// and the directive `version` tag (design section 2).
-///
-/// Keeps the string as written (`v1.2.3` and `1.2.3` are different strings,
-/// design section 3, rule 3) and its parsed [`semver::Version`] for ordering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    text: String,
-    semver: semver::Version,
-}
-
-impl Version {
-    /// Parses `1.2.3` or `v1.2.3` (SemVer 2.0.0, with pre-release and build
-    /// metadata; a lowercase `v` only).
-    ///
-    /// # Errors
-    /// The semver parser's error when the rest is not a semantic version.
-    pub fn parse(text: &str) -> Result<Version, semver::Error> {
-        let bare = text.strip_prefix('v').unwrap_or(text);
-        let semver = semver::Version::parse(bare)?;
-        Ok(Version {
-            text: text.to_owned(),
-            semver,
-        })
-    }
-
-    /// The version exactly as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// The parsed version, for ordering (leading `v` ignored).
-    pub fn semver(&self) -> &semver::Version {
-        &self.semver
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
+pub use crate::core::version::Version;
+pub use derived::{default_node_id, effective_installed};
 
 // ---------------------------------------------------------------------------
 // Errors and warnings
@@ -1346,16 +1308,5 @@ mod tests {
         for bad in ["", "../x", "1/2", "1..2", "a b", "1\0"] {
             assert_eq!(t.expand(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn version_parse() {
-        let v = Version::parse("v1.2.3").unwrap();
-        assert_eq!(v.as_str(), "v1.2.3");
-        assert_eq!(*v.semver(), semver::Version::new(1, 2, 3));
-        assert!(Version::parse("1.2").is_err());
-        assert!(Version::parse("V1.2.3").is_err());
-        assert!(Version::parse("vv1.2.3").is_err());
-        assert!(Version::parse("01.2.3").is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! and `d` tag match, `network` is ours, the tags satisfy the HyperQube
 //! profile, `created_at` is not too far in the future, and (NIP-40) the
 //! directive has not expired. Whether the author is a voter is the quorum
-//! engine's question ([`crate::quorum::Engine::offer`]).
+//! engine's question ([`crate::core::quorum::Engine::offer`]).
 //!
 //! Pure: no I/O, no clock; the current time is always an argument, in unix
 //! seconds.
@@ -20,8 +20,8 @@
 
 use std::fmt;
 
-use crate::error::truncated;
-use crate::event::Event;
+use crate::core::error::truncated;
+use crate::core::event::Event;
 
 /// Event kind of a HyperQube directive (addressable, NIP-01).
 pub const DIRECTIVE_KIND: u16 = 33321;
@@ -200,7 +200,7 @@ impl Directive {
     /// already expired.
     ///
     /// An expired directive never counts as a vote, but it is still its
-    /// author's latest word: offered to [`crate::quorum::Engine::offer`] it
+    /// author's latest word: offered to [`crate::core::quorum::Engine::offer`] it
     /// supersedes the author's older directives, so a replayed older event
     /// cannot revive a vote the author replaced (DESIGN.md section 3 rule
     /// 2). Use this when feeding the engine, and when re-verifying persisted
@@ -473,7 +473,7 @@ fn required<'a>(event: &'a Event, name: &'static str) -> Result<&'a str, Directi
 
 /// SemVer 2.0 after stripping one optional leading `v`.
 fn parse_version(version: &str) -> Result<semver::Version, semver::Error> {
-    semver::Version::parse(version.strip_prefix('v').unwrap_or(version))
+    crate::core::version::Version::parse(version).map(crate::core::version::Version::into_semver)
 }
 
 /// 64 hex chars of either case, returned lower-case.
@@ -497,8 +497,8 @@ fn parse_unix_seconds(tag: &'static str, value: &str) -> Result<u64, DirectiveEr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::event::UnsignedEvent;
-    use crate::keys::Keys;
+    use crate::core::event::UnsignedEvent;
+    use crate::core::keys::Keys;
 
     pub(crate) const NOW: u64 = 1_700_000_000;
     pub(crate) const HASH: &str =

@@ -7,8 +7,8 @@
 //! `hash`, `status` (`success` | `failure`), `node_id`, `action_at` (unix
 //! seconds) and, on failure, `error`. The content is a non-empty sentence.
 
-use crate::directive::{Directive, Proposal, DIRECTIVE_KIND};
-use crate::event::UnsignedEvent;
+use crate::core::directive::{Directive, Proposal, DIRECTIVE_KIND};
+use crate::core::event::UnsignedEvent;
 
 /// Kind of an acknowledgement.
 pub const ACK_KIND: u16 = 3333;
@@ -113,7 +113,7 @@ impl<'a> Ack<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directive::Action;
+    use crate::core::directive::Action;
 
     fn proposal() -> Proposal {
         Proposal {

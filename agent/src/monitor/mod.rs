@@ -7,6 +7,8 @@
 //! The worker runs as a task of this process, connected by an in-memory pipe
 //! carrying the same length-prefixed frames a process boundary will carry.
 
+pub mod exec;
+
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
@@ -14,15 +16,15 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::ack::{Ack, AckStatus};
+use self::exec::ExecEnv;
 use crate::config::Config;
-use crate::directive::{Action, Directive, DirectiveError, DirectiveRules, Proposal};
-use crate::event::{Event, Limits, UnsignedEvent};
-use crate::exec::{self, ExecEnv};
+use crate::core::ack::{Ack, AckStatus};
+use crate::core::directive::{Action, Directive, DirectiveError, DirectiveRules, Proposal};
+use crate::core::event::{Event, Limits, UnsignedEvent};
+use crate::core::keys::Keys;
+use crate::core::quorum::{Decision, Engine, Offer};
 use crate::ipc::{self, IpcError, MonitorMessage, RelayParams, StartParams, WorkerMessage};
-use crate::journal::{Entry, Journal, Status as JournalStatus};
-use crate::keys::Keys;
-use crate::quorum::{Decision, Engine, Offer, QuorumConfig};
+use crate::state::journal::{Entry, Journal, Status as JournalStatus};
 use crate::state::{Outbox, StateDir};
 
 /// File in the state directory where the running agent records worker
@@ -87,9 +89,9 @@ pub enum MonitorError {
     /// State could not be opened, read or written.
     State(crate::state::StateError),
     /// The journal could not be opened or written (never run a hook then).
-    Journal(crate::journal::JournalError),
+    Journal(crate::state::journal::JournalError),
     /// The quorum configuration was refused.
-    Quorum(crate::quorum::QuorumError),
+    Quorum(crate::core::quorum::QuorumError),
     /// Signing failed (the system random number generator).
     Sign(crate::Error),
 }
@@ -112,39 +114,9 @@ impl From<crate::state::StateError> for MonitorError {
         MonitorError::State(e)
     }
 }
-impl From<crate::journal::JournalError> for MonitorError {
-    fn from(e: crate::journal::JournalError) -> Self {
+impl From<crate::state::journal::JournalError> for MonitorError {
+    fn from(e: crate::state::journal::JournalError) -> Self {
         MonitorError::Journal(e)
-    }
-}
-
-/// The node id used when the config sets none: `node-` and the first 16 hex
-/// chars of the node's pubkey.
-pub fn default_node_id(pubkey: &[u8; 32]) -> String {
-    let hex = hex::encode(pubkey);
-    format!("node-{}", hex.get(..16).unwrap_or(&hex))
-}
-
-/// The voters of `config` as 32-byte keys.
-pub fn voter_keys(config: &Config) -> BTreeSet<[u8; 32]> {
-    config.voters().map(|f| *f.pubkey()).collect()
-}
-
-/// The quorum engine's configuration that `config` implies.
-pub fn quorum_config(config: &Config) -> QuorumConfig {
-    QuorumConfig {
-        voters: voter_keys(config),
-        quorum: config.quorum(),
-        allow_downgrade: config.policy().allow_downgrade(),
-    }
-}
-
-/// The directive rules `config` implies.
-pub fn directive_rules(config: &Config) -> DirectiveRules {
-    DirectiveRules {
-        d_tag: config.d_tag().to_owned(),
-        network: config.network().to_owned(),
-        max_future_skew_secs: config.policy().max_future_skew_secs(),
     }
 }
 
@@ -206,22 +178,20 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     } else {
         state.node_key(config.node_key())?
     };
-    let node_id = config
-        .node_id()
-        .map_or_else(|| default_node_id(&keys.public_key()), str::to_owned);
-    let rules = directive_rules(&config);
-    let voters = voter_keys(&config);
+    let node_id = config.node_id_for(&keys.public_key());
+    let rules = config.directive_rules();
+    let voters = config.voter_keys();
     let now = crate::now();
     let (directives, dropped) = state.load_directives(&rules, now, &voters)?;
     for why in dropped {
         warn!("dropped a saved directive: {why}");
     }
-    let engine = Engine::from_directives(quorum_config(&config), directives)
+    let engine = Engine::from_directives(config.quorum_config(), directives)
         .map_err(MonitorError::Quorum)?;
     // A dry run reads the journal without opening it for appends (which
     // creates it and repairs a torn tail).
     let (journal, journaled) = if options.dry_run {
-        let inspection = crate::journal::inspect(&state.journal_path())?;
+        let inspection = crate::state::journal::inspect(&state.journal_path())?;
         let started = inspection
             .records
             .into_iter()
@@ -238,7 +208,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     let installed = installed_version(&config, &state)?;
     info!(
         "node {node_id} ({}), {} voters, quorum {}, installed {}{}",
-        crate::nip19::encode_npub(&keys.public_key()),
+        crate::core::nip19::encode_npub(&keys.public_key()),
         voters.len(),
         config.quorum(),
         installed
@@ -268,32 +238,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     monitor.serve().await
 }
 
-/// The higher of `current_version` in the config and the version recorded
-/// after the last successful upgrade.
+/// The installed version: the higher of `current_version` in the config
+/// and the version recorded after the last successful upgrade.
 fn installed_version(
     config: &Config,
     state: &StateDir,
 ) -> Result<Option<semver::Version>, MonitorError> {
     let recorded = state.installed_version()?;
-    Ok(effective_installed(
-        config.current_version().map(|v| v.semver()),
-        recorded.as_deref(),
-    ))
-}
-
-/// The installed version anti-rollback compares against: the higher (SemVer
-/// precedence) of the configured floor and the recorded version (a leading
-/// `v` ignored; an unparsable recorded version is ignored).
-pub fn effective_installed(
-    configured: Option<&semver::Version>,
-    recorded: Option<&str>,
-) -> Option<semver::Version> {
-    let recorded =
-        recorded.and_then(|v| semver::Version::parse(v.strip_prefix('v').unwrap_or(v)).ok());
-    match (recorded, configured.cloned()) {
-        (Some(a), Some(b)) => Some(if a.cmp_precedence(&b).is_ge() { a } else { b }),
-        (a, b) => a.or(b),
-    }
+    Ok(config.effective_installed(recorded.as_deref()))
 }
 
 type FromWorker = mpsc::Receiver<Result<WorkerMessage, IpcError>>;

@@ -6,16 +6,18 @@
 //! events from a voter that pass the directive rules, newer than what it
 //! already forwarded for that voter, each id once across all relays.
 
+pub mod sandbox;
+
 use std::collections::{BTreeMap, HashSet};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
-use crate::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
-use crate::error::truncated;
-use crate::event::Event;
+use crate::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
+use crate::core::error::truncated;
+use crate::core::event::Event;
+use crate::core::message::Filter;
 use crate::ipc::{self, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES};
-use crate::message::Filter;
 use crate::relay::{RelayEvent, RelayOptions, RelayPool, RelayTarget};
 
 /// Ids remembered for cross-relay deduplication before the set is reset.
@@ -25,20 +27,20 @@ const SEEN_IDS_CAP: usize = 16_384;
 pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Entry point of the worker process (`qube-agent worker --port P...`):
-/// confines itself ([`crate::sandbox::confine_worker`]) before any thread
+/// confines itself ([`crate::worker::sandbox::confine_worker`]) before any thread
 /// exists, then serves the monitor over stdin and stdout on a
 /// single-threaded runtime. Exit status 0 when the monitor closed the
 /// channel, 1 on an IPC error, 3 when the sandbox could not be applied.
 pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let sandbox = match crate::sandbox::confine_worker(relay_ports, allow_unsandboxed) {
+    let sandbox = match crate::worker::sandbox::confine_worker(relay_ports, allow_unsandboxed) {
         Ok(report) => {
             match report.landlock {
-                crate::sandbox::Enforcement::Full => debug!("worker sandbox: {report}"),
-                crate::sandbox::Enforcement::Partial => {
+                crate::worker::sandbox::Enforcement::Full => debug!("worker sandbox: {report}"),
+                crate::worker::sandbox::Enforcement::Partial => {
                     warn!("worker sandbox only partly enforced by this kernel: {report}")
                 }
-                crate::sandbox::Enforcement::None => tracing::error!(
+                crate::worker::sandbox::Enforcement::None => tracing::error!(
                     "WORKER RUNNING UNSANDBOXED (--allow-unsandboxed): this kernel enforces no Landlock rule; {report}"
                 ),
             }
@@ -383,8 +385,8 @@ impl Filtering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::UnsignedEvent;
-    use crate::keys::Keys;
+    use crate::core::event::UnsignedEvent;
+    use crate::core::keys::Keys;
 
     fn directive(keys: &Keys, created_at: u64, version: &str) -> Event {
         keys.sign(UnsignedEvent {

@@ -27,7 +27,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::directive::{Action, Directive, Proposal};
+use crate::core::directive::{Action, Directive, Proposal};
 
 /// The engine's configuration: who votes and how many must agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,7 +487,7 @@ fn by_precedence_desc(a: Option<&semver::Version>, b: Option<&semver::Version>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directive::tests::{directive, keys, reboot_tags, upgrade_tags, HASH, NOW};
+    use crate::core::directive::tests::{directive, keys, reboot_tags, upgrade_tags, HASH, NOW};
 
     const HASH_B: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
 

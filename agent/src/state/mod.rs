@@ -1,6 +1,6 @@
 //! The agent's on-disk state (DESIGN.md section 6): the state directory, the
 //! node key, the current directive of each voter, the installed version and
-//! the ack outbox. The journal has its own module, [`crate::journal`]; its
+//! the ack outbox. The journal has its own module, [`crate::state::journal`]; its
 //! file lives here too ([`StateDir::journal_path`]).
 //!
 //! Layout of `state_dir` (mode 0700, owned by the agent's effective uid):
@@ -11,7 +11,7 @@
 //! | `directives.json` | a JSON array of the raw signed kind 33321 events, one per voter | [`StateDir::save_directives`] |
 //! | `installed_version` | a semantic version with an optional leading `v`, and a newline | [`StateDir::set_installed_version`] |
 //! | `outbox.json` | a JSON array of `{"event":<signed kind 3333 event>,"attempts":N,"next_attempt_at":T}` | every [`Outbox`] change |
-//! | `journal.jsonl` | the hash-chained journal ([`crate::journal`]) | appended |
+//! | `journal.jsonl` | the hash-chained journal ([`crate::state::journal`]) | appended |
 //! | `lock` | empty; `flock`ed by the running agent ([`StateDir::lock`]) | created once |
 //!
 //! # Choices
@@ -43,6 +43,8 @@
 //!   by a uid other than ours or root's. Secret bytes are only held in
 //!   [`Zeroizing`] buffers, and no error carries any part of a key.
 
+pub mod journal;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -56,10 +58,10 @@ use serde_json::value::RawValue;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{NodeKeySource, Version};
-use crate::directive::{Directive, DirectiveRules};
-use crate::error::truncated;
-use crate::event::{Event, Limits};
-use crate::keys::Keys;
+use crate::core::directive::{Directive, DirectiveRules};
+use crate::core::error::truncated;
+use crate::core::event::{Event, Limits};
+use crate::core::keys::Keys;
 
 /// The largest state file read or written, in bytes (16 MiB).
 pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -71,7 +73,7 @@ pub const DIRECTIVES_FILE: &str = "directives.json";
 pub const INSTALLED_VERSION_FILE: &str = "installed_version";
 /// File name of the ack outbox.
 pub const OUTBOX_FILE: &str = "outbox.json";
-/// File name of the journal ([`crate::journal`]).
+/// File name of the journal ([`crate::state::journal`]).
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// File name of the lock file ([`StateDir::lock`]).
 pub const LOCK_FILE: &str = "lock";
@@ -382,7 +384,7 @@ impl StateDir {
     /// Only the reading methods ([`StateDir::load_directives`],
     /// [`StateDir::installed_version`], [`StateDir::outbox`],
     /// [`StateDir::node_public_key`], [`StateDir::journal_path`] with
-    /// [`crate::journal::inspect`]) are meant for a directory opened this
+    /// [`crate::state::journal::inspect`]) are meant for a directory opened this
     /// way.
     ///
     /// # Errors
@@ -403,7 +405,7 @@ impl StateDir {
         &self.path
     }
 
-    /// The path of the journal file, for [`crate::journal::Journal::open`].
+    /// The path of the journal file, for [`crate::state::journal::Journal::open`].
     pub fn journal_path(&self) -> PathBuf {
         self.path.join(JOURNAL_FILE)
     }
@@ -640,8 +642,8 @@ impl StateDir {
 
     /// Persists the current directives (DESIGN.md section 3 rule 2) to
     /// `directives.json`, atomically: a JSON array of the signed events
-    /// exactly as [`crate::event::EventData::to_json`] prints them, one per
-    /// line. Accepts a slice or [`crate::quorum::Engine::directives`].
+    /// exactly as [`crate::core::event::EventData::to_json`] prints them, one per
+    /// line. Accepts a slice or [`crate::core::quorum::Engine::directives`].
     ///
     /// # Errors
     /// As [`StateDir::write_atomic`].

@@ -86,12 +86,12 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::config::default_node_id;
 use crate::config::{Config, ConfigError, Warning};
-use crate::directive::{Directive, Proposal};
-use crate::journal::{self, Entry, Inspection, JournalError, Record};
-use crate::monitor::{default_node_id, directive_rules, voter_keys};
-use crate::nip19::encode_npub;
-use crate::quorum::{Engine, QuorumError, Standing};
+use crate::core::directive::{Directive, Proposal};
+use crate::core::nip19::encode_npub;
+use crate::core::quorum::{Engine, QuorumError, Standing};
+use crate::state::journal::{self, Entry, Inspection, JournalError, Record};
 use crate::state::{OutboxEntry, StateDir, StateError};
 
 /// How many of the last journal records `status` shows.
@@ -759,21 +759,20 @@ pub fn status(
     let state = open_state(config)?;
     let mut notes: Vec<String> = warnings.iter().map(ToString::to_string).collect();
 
-    let rules = directive_rules(config);
-    let voters = voter_keys(config);
+    let rules = config.directive_rules();
+    let voters = config.voter_keys();
     let (directives, dropped) = state.load_directives(&rules, now, &voters)?;
     notes.extend(
         dropped
             .into_iter()
             .map(|why| format!("saved directive not counted: {why}")),
     );
-    let engine = Engine::from_directives(crate::monitor::quorum_config(config), directives)
-        .map_err(ReportError::Quorum)?;
+    let engine =
+        Engine::from_directives(config.quorum_config(), directives).map_err(ReportError::Quorum)?;
 
     let recorded = state.installed_version()?;
     let configured = config.current_version();
-    let installed =
-        crate::monitor::effective_installed(configured.map(|v| v.semver()), recorded.as_deref());
+    let installed = config.effective_installed(recorded.as_deref());
 
     let journal = JournalRead::new(&state);
     if journal.result.is_err() {

@@ -10,7 +10,7 @@
 //! requires, an all-uppercase string is accepted and a mixed-case one is not.
 //!
 //! Only the encoding is checked here; whether the 32 bytes are a point on
-//! secp256k1 is the caller's question (see [`crate::keys`]).
+//! secp256k1 is the caller's question (see [`crate::core::keys`]).
 
 use std::fmt;
 
@@ -192,12 +192,8 @@ mod tests {
     /// The vectors file shipped in `testdata/vectors/nip19.json`.
     #[test]
     fn vectors_file() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/vectors/nip19.json"
-        );
-        let text = std::fs::read_to_string(path).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let text = include_str!("../../../testdata/vectors/nip19.json");
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap();
         let npubs = doc["npub"].as_array().unwrap();
         assert!(!npubs.is_empty());
         for v in npubs {

@@ -9,9 +9,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::error::{Error, Field};
-use crate::event::{parse_hex, Event, Limits, UnverifiedEvent, EVENT_DEPTH};
-use crate::json::{self, fail, reject_other_types, Any};
+use crate::core::error::{Error, Field};
+use crate::core::event::{parse_hex, Event, Limits, UnverifiedEvent, EVENT_DEPTH};
+use crate::core::json::{self, fail, reject_other_types, Any};
 
 /// Longest subscription id NIP-01 allows, in bytes.
 pub const MAX_SUBSCRIPTION_ID_BYTES: usize = 64;
@@ -259,7 +259,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             other => {
                 return Err(fail(
                     self.slot,
-                    Error::UnknownMessageType(crate::error::truncated(other, 32)),
+                    Error::UnknownMessageType(crate::core::error::truncated(other, 32)),
                 ))
             }
         };

@@ -31,24 +31,19 @@
 //! not killed (a hook may legitimately start a long-running service).
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::config::{ArtifactTemplate, Hook};
-use crate::directive::Proposal;
+use crate::core::directive::Proposal;
 
 /// The only `PATH` a hook sees; a relative program name in an argv is also
 /// looked up in it.
@@ -506,41 +501,6 @@ async fn spawn_retrying_busy(command: &mut Command) -> io::Result<Child> {
     }
 }
 
-/// SHA-256 of the file at `path`, read in 64 KiB chunks (never whole into
-/// memory). Blocking: from async code call it through
-/// `tokio::task::spawn_blocking`.
-///
-/// Symlinks are followed. The file is opened non-blocking so that a FIFO
-/// cannot stall the caller, then must be a regular file.
-///
-/// # Errors
-/// The I/O error from opening or reading (`NotFound` when it does not
-/// exist); `InvalidInput` when `path` is not a regular file (a directory,
-/// FIFO, device or socket).
-pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(OFlag::O_NONBLOCK.bits() | OFlag::O_NOCTTY.bits())
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut hasher = Sha256::new();
-    let mut chunk = vec![0u8; CHUNK_BYTES];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(chunk.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher.finalize().into())
-}
-
 /// Checks SHA-256(artifact) == the voted hash (design section 4).
 ///
 /// # Errors
@@ -554,7 +514,8 @@ async fn verify_artifact(template: &ArtifactTemplate, proposal: &Proposal) -> Re
         ));
     };
     let task_path = path.clone();
-    let digest = tokio::task::spawn_blocking(move || sha256_file(&task_path)).await;
+    let digest =
+        tokio::task::spawn_blocking(move || crate::artifact::sha256_file(&task_path)).await;
     match digest {
         Ok(Ok(digest)) => {
             let actual = hex::encode(digest);

@@ -70,8 +70,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::directive::{Action, Proposal};
-use crate::error::truncated;
+use crate::core::directive::{Action, Proposal};
+use crate::core::error::truncated;
 
 /// Longest record line, in bytes without the `\n` (64 KiB).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
