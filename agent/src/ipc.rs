@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub use crate::relay::RelayTarget;
+
 /// Largest frame payload, in bytes: an event (64 KiB) plus JSON quoting.
 pub const MAX_FRAME_BYTES: usize = 192 * 1024;
 
@@ -40,8 +42,9 @@ pub enum WorkerMessage {
     PublishResult {
         /// Index of the relay.
         relay: usize,
-        /// The event id, 64 lowercase hex chars.
-        event_id: String,
+        /// The event id, 32 bytes (64 lowercase hex chars on the wire).
+        #[serde(with = "hex32")]
+        event_id: [u8; 32],
         /// Whether the relay stored it.
         accepted: bool,
         /// The relay's reason.
@@ -49,8 +52,8 @@ pub enum WorkerMessage {
     },
     /// What the worker's sandbox enforces; sent once, right after start.
     Sandbox {
-        /// `full`, `partial`, `none` or `in-process`.
-        enforcement: String,
+        /// How much of the sandbox the kernel enforces.
+        enforcement: Enforcement,
         /// What exactly is enforced, in words.
         detail: String,
     },
@@ -96,10 +99,11 @@ pub enum MonitorMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartParams {
-    /// Relays, in index order.
-    pub relays: Vec<RelayParams>,
-    /// Voters' pubkeys, 64 lowercase hex chars each.
-    pub voters: Vec<String>,
+    /// Relays, in index order (the index is how later messages name them).
+    pub relays: Vec<RelayTarget>,
+    /// Voters' pubkeys, 32 bytes each (64 lowercase hex chars on the wire).
+    #[serde(with = "hex32_vec")]
+    pub voters: Vec<[u8; 32]>,
     /// Network id directives must carry.
     pub network: String,
     /// Expected `d` tag.
@@ -108,18 +112,91 @@ pub struct StartParams {
     pub max_future_skew_secs: u64,
 }
 
-/// One relay as the worker sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelayParams {
-    /// The URL as configured.
-    pub url: String,
-    /// Host to connect to.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// `wss://`.
-    pub tls: bool,
+/// How much of the worker's sandbox the kernel enforces (`full`, `partial`
+/// or `none` on the wire and in `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Every requested restriction.
+    Full,
+    /// Some (older kernel): the detail says which.
+    Partial,
+    /// None: the kernel has no Landlock, or the worker is not sandboxed.
+    None,
+}
+
+impl Enforcement {
+    /// `full`, `partial` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Full => "full",
+            Enforcement::Partial => "partial",
+            Enforcement::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serde for a 32-byte value as 64 lowercase hex chars; any other text is a
+/// malformed frame.
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub(super) fn parse(text: &str) -> Result<[u8; 32], String> {
+        let mut out = [0u8; 32];
+        let lower = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !lower || hex::decode_to_slice(text, &mut out).is_err() {
+            return Err(format!(
+                "expected 64 lowercase hex chars, got {} chars",
+                text.chars().count()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// [`hex32`] for a list.
+mod hex32_vec {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(keys: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(keys.len()))?;
+        for key in keys {
+            seq.serialize_element(&hex::encode(key))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        let texts = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| super::hex32::parse(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Parses one frame's payload (without its length prefix) as `M`.
+///
+/// # Errors
+/// [`IpcError::Malformed`] for anything that is not exactly one `M`.
+pub fn decode<M: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<M, IpcError> {
+    serde_json::from_slice(payload).map_err(|e| IpcError::Malformed(e.to_string()))
 }
 
 /// Why a frame could not be read or written.
@@ -206,7 +283,7 @@ where
         .read_exact(&mut payload)
         .await
         .map_err(IpcError::Io)?;
-    serde_json::from_slice(&payload).map_err(|e| IpcError::Malformed(e.to_string()))
+    decode(&payload)
 }
 
 #[cfg(test)]

@@ -25,15 +25,19 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::core::backoff::Backoff;
 use crate::core::event::{Event, Limits};
 use crate::core::message::{ClientMessage, Filter, RelayMessage};
+use crate::core::relay_url::RelayUrl;
 
 /// Subscription id used for the directive subscription on every relay.
 pub const SUBSCRIPTION_ID: &str = "qube-directives";
 
 /// Where a relay is: the URL as configured (used in NIP-42 `relay` tags and
-/// logs) and what to connect to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// logs) and what to connect to. The monitor hands these to the worker over
+/// IPC ([`crate::ipc::StartParams`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RelayTarget {
     /// The relay URL, `ws://` or `wss://`.
     pub url: String,
@@ -43,6 +47,17 @@ pub struct RelayTarget {
     pub port: u16,
     /// Whether to speak TLS (`wss://`).
     pub tls: bool,
+}
+
+impl From<&RelayUrl> for RelayTarget {
+    fn from(url: &RelayUrl) -> Self {
+        RelayTarget {
+            url: url.as_str().to_owned(),
+            host: url.host(),
+            port: url.port(),
+            tls: url.is_tls(),
+        }
+    }
 }
 
 /// Timing and size settings of relay connections.
@@ -254,7 +269,11 @@ struct RelayTask {
 
 impl RelayTask {
     async fn run(mut self) {
-        let mut backoff = self.options.backoff_initial;
+        let schedule = Backoff {
+            initial: self.options.backoff_initial,
+            max: self.options.backoff_max,
+        };
+        let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
             let reason = match self.connect().await {
@@ -273,10 +292,10 @@ impl RelayTask {
             };
             // A connection that lived a while earns a fresh backoff.
             if started.elapsed() > self.options.backoff_max {
-                backoff = self.options.backoff_initial;
+                failures = 0;
             }
-            let retry_in = jitter(backoff);
-            backoff = (backoff * 2).min(self.options.backoff_max);
+            failures = failures.saturating_add(1);
+            let retry_in = jitter(schedule.delay(failures));
             let report = RelayEvent::Disconnected {
                 relay: self.index,
                 reason,

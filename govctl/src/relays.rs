@@ -32,12 +32,7 @@ pub fn targets(urls: &[String], allow_insecure_ws: bool) -> Result<Vec<RelayTarg
             .hint("use wss://, or add --allow-insecure-ws for a trusted private network"));
         }
         if out.iter().all(|t| t.url != url.as_str()) {
-            out.push(RelayTarget {
-                url: url.as_str().to_owned(),
-                host: url.host(),
-                port: url.port(),
-                tls: url.is_tls(),
-            });
+            out.push(RelayTarget::from(&url));
         }
     }
     if out.is_empty() {

@@ -5,26 +5,7 @@ use qube_agent::core::directive::Directive;
 
 use crate::time::format_utc;
 
-/// `text` with control and other invisible characters escaped (so an
-/// event's content cannot move the cursor or fake lines), cut to
-/// `max_chars` characters with `...` appended.
-pub fn printable(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max_chars {
-            out.push_str("...");
-            break;
-        }
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use qube_agent::core::text::printable;
 
 /// Unix seconds as `2025-03-01T12:00:00Z (1740830400)`.
 pub fn time(secs: u64) -> String {
@@ -66,18 +47,5 @@ pub fn print_fields(fields: &[(&str, String)], to_stderr: bool) {
         } else {
             println!("{label:<width$} {value}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_and_cuts() {
-        assert_eq!(printable("a\nb\u{1b}[2J", 80), "a\\nb\\u{1b}[2J");
-        assert_eq!(printable("abcdef", 3), "abc...");
-        assert_eq!(printable("h\u{202e}x", 80), "h\\u{202e}x");
-        assert_eq!(printable("naïve 🚀", 80), "naïve 🚀");
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use qube_agent::config::{Config, Role};
 use qube_agent::core::ack::ACK_KIND;
+use qube_agent::core::admit::{admit, Authors};
 use qube_agent::core::directive::{Directive, Proposal, DIRECTIVE_KIND};
 
 use qube_agent::core::quorum::{Decision, Engine, QuorumConfig};
@@ -115,12 +116,16 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
     let now = qube_agent::now();
     let mut current: BTreeMap<[u8; 32], Directive> = BTreeMap::new();
     let mut ignored = 0usize;
+    // With a config, the follows (voters and observers, shown apart);
+    // without one, every author a relay returned.
+    let follow_keys: BTreeSet<[u8; 32]> = follows.keys().copied().collect();
+    let authors = if config.is_some() {
+        Authors::Only(&follow_keys)
+    } else {
+        Authors::Any
+    };
     for event in events {
-        if config.is_some() && !follows.contains_key(&event.pubkey) {
-            ignored += 1; // from a relay that ignores the authors filter
-            continue;
-        }
-        match Directive::from_event_including_expired(event, &rules, now) {
+        match admit(event, &rules, authors, now) {
             Ok(d) if current.get(d.author()).is_none_or(|c| d.supersedes(c)) => {
                 current.insert(*d.author(), d);
             }

@@ -154,9 +154,13 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
         .unwrap()
         .0;
     let agent = rt.spawn(async move {
-        qube_agent::monitor::run(config, qube_agent::monitor::RunOptions::default())
-            .await
-            .unwrap();
+        // The worker as a task of this test (feature `test-support`): the
+        // sandboxed worker binary belongs to another package.
+        let options = qube_agent::monitor::RunOptions {
+            dry_run: false,
+            worker: qube_agent::monitor::WorkerMode::InProcess,
+        };
+        qube_agent::monitor::run(config, options).await.unwrap();
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !marker.exists() {

@@ -13,10 +13,13 @@
 //! * [`admit`]: the one admission check every boundary calls.
 //! * [`quorum`]: the quorum engine (votes, supersession, decisions).
 //! * [`ack`]: kind 3333 acknowledgements.
+//! * [`text`]: the one escaper of untrusted text for logs and terminals.
+//! * [`backoff`]: the one retry schedule (relays, outbox, worker restarts).
 //! * [`version`]: SemVer with an optional leading `v`, parsed once.
 
 pub mod ack;
 pub mod admit;
+pub mod backoff;
 pub mod directive;
 pub(crate) mod error;
 pub mod event;
@@ -26,6 +29,7 @@ pub mod message;
 pub mod nip19;
 pub mod quorum;
 pub mod relay_url;
+pub mod text;
 pub mod version;
 
 pub use error::{Error, Field, HexProblem, TagProblem};

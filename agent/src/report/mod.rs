@@ -925,17 +925,9 @@ impl JournalReport {
 // Text
 // ---------------------------------------------------------------------------
 
-/// `s` with control characters escaped (`\u{1b}`), the rest verbatim.
+/// `s` escaped for a terminal, whole ([`crate::core::text::printable`]).
 fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::core::text::printable(s, usize::MAX)
 }
 
 /// One journal record as a line.
@@ -1300,12 +1292,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn printable_escapes_control_characters_only() {
-        assert_eq!(printable("a\u{1b}[31mb\nc"), "a\\u{1b}[31mb\\nc");
-        assert_eq!(printable("é ok ✓"), "é ok ✓");
     }
 
     #[test]

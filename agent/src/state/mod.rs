@@ -58,6 +58,8 @@ use serde_json::value::RawValue;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{NodeKeySource, Version};
+use crate::core::admit::{admit, Authors, Rejection};
+use crate::core::backoff::Backoff;
 use crate::core::directive::{Directive, DirectiveRules};
 use crate::core::error::truncated;
 use crate::core::event::{Event, Limits};
@@ -666,11 +668,10 @@ impl StateDir {
     /// Loads and re-verifies the persisted directives.
     ///
     /// Each event is parsed and verified again ([`Event::from_json`] with the
-    /// default [`Limits`]), validated with
-    /// [`Directive::from_event_including_expired`] against `rules` at `now`
-    /// (unix seconds; expired directives are kept, they still supersede
-    /// older ones), and kept only if its author is in `voters` (32-byte
-    /// x-only keys). Anything else is dropped, and the second element of the
+    /// default [`Limits`]) and admitted ([`admit`]: its author is in
+    /// `voters`, 32-byte x-only keys, and it follows `rules` at `now`, unix
+    /// seconds; expired directives are kept, they still supersede older
+    /// ones). Anything else is dropped, and the second element of the
     /// result says what and why, one sentence per dropped entry. A missing
     /// file is an empty state.
     ///
@@ -705,23 +706,16 @@ impl StateDir {
                 }
             };
             let id = event.id_hex();
-            let directive = match Directive::from_event_including_expired(event, rules, now) {
-                Ok(directive) => directive,
-                Err(e) => {
-                    warnings.push(format!(
-                        "{what}: dropped directive {id}, it no longer counts: {e}"
-                    ));
-                    continue;
-                }
-            };
-            if !voters.contains(directive.author()) {
-                warnings.push(format!(
+            match admit(event, rules, Authors::Only(voters), now) {
+                Ok(directive) => directives.push(directive),
+                Err(Rejection::NotAVoter { author }) => warnings.push(format!(
                     "{what}: dropped directive {id}, its author {} is not a voter",
-                    hex::encode(directive.author())
-                ));
-                continue;
+                    hex::encode(author)
+                )),
+                Err(e) => warnings.push(format!(
+                    "{what}: dropped directive {id}, it no longer counts: {e}"
+                )),
             }
-            directives.push(directive);
         }
         Ok((directives, warnings))
     }
@@ -988,14 +982,14 @@ pub struct Outbox {
 /// 0 for 0 attempts, then 5 s doubling each time (5, 10, 20, ... 2560) up to
 /// a cap of [`OUTBOX_MAX_BACKOFF_SECS`] (3600 s) from the 11th failure on.
 pub fn backoff_secs(attempts: u32) -> u64 {
-    if attempts == 0 {
-        return 0;
-    }
-    let doublings = attempts.saturating_sub(1).min(20);
-    OUTBOX_INITIAL_BACKOFF_SECS
-        .saturating_mul(1u64 << doublings)
-        .min(OUTBOX_MAX_BACKOFF_SECS)
+    OUTBOX_BACKOFF.delay(attempts).as_secs()
 }
+
+/// The outbox's retry schedule.
+const OUTBOX_BACKOFF: Backoff = Backoff {
+    initial: std::time::Duration::from_secs(OUTBOX_INITIAL_BACKOFF_SECS),
+    max: std::time::Duration::from_secs(OUTBOX_MAX_BACKOFF_SECS),
+};
 
 impl Outbox {
     /// Queues a signed ack, due at once (`next_attempt_at = now`, unix

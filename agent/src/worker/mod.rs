@@ -8,17 +8,20 @@
 
 pub mod sandbox;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
+use crate::core::admit::{admit, Authors};
 use crate::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
 use crate::core::error::truncated;
 use crate::core::event::Event;
 use crate::core::message::Filter;
-use crate::ipc::{self, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES};
-use crate::relay::{RelayEvent, RelayOptions, RelayPool, RelayTarget};
+use crate::ipc::{
+    self, Enforcement, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES,
+};
+use crate::relay::{RelayEvent, RelayOptions, RelayPool};
 
 /// Ids remembered for cross-relay deduplication before the set is reset.
 const SEEN_IDS_CAP: usize = 16_384;
@@ -61,7 +64,7 @@ pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::proces
             return ExitCode::FAILURE;
         }
     };
-    let report = (sandbox.landlock.as_str().to_owned(), sandbox.to_string());
+    let report = (sandbox.landlock, sandbox.to_string());
     match runtime.block_on(run_with(
         tokio::io::stdin(),
         tokio::io::stdout(),
@@ -92,7 +95,7 @@ where
 async fn run_with<R, W>(
     mut from_monitor: R,
     mut to_monitor: W,
-    sandbox: Option<(String, String)>,
+    sandbox: Option<(Enforcement, String)>,
 ) -> Result<(), IpcError>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -109,8 +112,8 @@ where
     };
     let (enforcement, detail) = sandbox.unwrap_or_else(|| {
         (
-            "in-process".to_owned(),
-            "the worker runs as a task of the monitor: no separate sandbox".to_owned(),
+            Enforcement::None,
+            "in-process: the worker runs as a task of the monitor, not sandboxed".to_owned(),
         )
     });
     ipc::write_message(
@@ -121,24 +124,15 @@ where
         },
     )
     .await?;
-    let filter = directive_filter(&start)?;
-    let targets: Vec<RelayTarget> = start
-        .relays
-        .iter()
-        .map(|r| RelayTarget {
-            url: r.url.clone(),
-            host: r.host.clone(),
-            port: r.port,
-            tls: r.tls,
-        })
-        .collect();
+    let filter = directive_filter(&start);
     let rules = DirectiveRules {
         d_tag: start.d_tag.clone(),
         network: start.network.clone(),
         max_future_skew_secs: start.max_future_skew_secs,
     };
-    let voters: HashSet<[u8; 32]> = filter.authors.iter().copied().collect();
-    let (pool, mut events) = RelayPool::start(targets, vec![filter], RelayOptions::default());
+    let voters: BTreeSet<[u8; 32]> = start.voters.iter().copied().collect();
+    let (pool, mut events) =
+        RelayPool::start(start.relays.clone(), vec![filter], RelayOptions::default());
     let mut state = Filtering {
         rules,
         voters,
@@ -219,24 +213,17 @@ fn parse_own(json: &str) -> Result<Event, crate::Error> {
     Event::from_json(json.as_bytes(), &crate::Limits::default())
 }
 
-/// The directive subscription of DESIGN.md: kind 33321, the voters as
-/// authors, `#d` = the configured d tag.
-fn directive_filter(start: &StartParams) -> Result<Filter, IpcError> {
-    let mut authors = Vec::with_capacity(start.voters.len());
-    for voter in &start.voters {
-        let mut key = [0u8; 32];
-        hex::decode_to_slice(voter, &mut key)
-            .map_err(|_| IpcError::Malformed(format!("voter {voter:?} is not 64 hex chars")))?;
-        authors.push(key);
-    }
+/// The directive subscription: kind 33321, the voters as authors, `#d` =
+/// the configured d tag (`docs/PROTOCOL.md`, "Subscription").
+fn directive_filter(start: &StartParams) -> Filter {
     let mut tags = BTreeMap::new();
     tags.insert('d', vec![start.d_tag.clone()]);
-    Ok(Filter {
+    Filter {
         kinds: vec![DIRECTIVE_KIND],
-        authors,
+        authors: start.voters.clone(),
         tags,
         ..Filter::default()
-    })
+    }
 }
 
 /// Whether a relay's stored events are in.
@@ -252,10 +239,10 @@ struct Filtering {
     settled: Vec<Settled>,
     synced_sent: bool,
     rules: DirectiveRules,
-    voters: HashSet<[u8; 32]>,
+    voters: BTreeSet<[u8; 32]>,
     seen: HashSet<[u8; 32]>,
-    /// (created_at, id) of the newest directive forwarded per voter.
-    newest: BTreeMap<[u8; 32], (u64, [u8; 32])>,
+    /// The newest directive forwarded per voter.
+    newest: BTreeMap<[u8; 32], Directive>,
 }
 
 impl Filtering {
@@ -304,7 +291,7 @@ impl Filtering {
                 message,
             } => Some(WorkerMessage::PublishResult {
                 relay,
-                event_id: hex::encode(event_id),
+                event_id,
                 accepted,
                 message: truncated(&message, 512),
             }),
@@ -352,33 +339,30 @@ impl Filtering {
         if !self.seen.insert(event.id) {
             return None;
         }
-        if !self.voters.contains(&event.pubkey) {
-            debug!("dropped {}: author is not a voter", event.id_hex());
-            return None;
-        }
         // Expired directives are forwarded: they still supersede the
         // voter's older ones (the monitor never counts them).
-        let directive =
-            match Directive::from_event_including_expired(event, &self.rules, crate::now()) {
-                Ok(d) => d,
-                Err(e) => {
-                    debug!("dropped a directive: {e}");
-                    return None;
-                }
-            };
-        let key = (directive.event().created_at, directive.event().id);
-        let author = *directive.author();
-        if let Some(&(created_at, id)) = self.newest.get(&author) {
-            // NIP-01 replaceable rule: newer created_at, or same and lower id.
-            if !(key.0 > created_at || (key.0 == created_at && key.1 < id)) {
+        let id = event.id_hex();
+        let directive = match admit(
+            event,
+            &self.rules,
+            Authors::Only(&self.voters),
+            crate::now(),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                debug!("dropped {id}: {e}");
+                return None;
+            }
+        };
+        // NIP-01 replaceable rule (DESIGN.md section 3 rule 2).
+        if let Some(newest) = self.newest.get(directive.author()) {
+            if !directive.supersedes(newest) {
                 return None;
             }
         }
-        self.newest.insert(author, key);
-        Some(WorkerMessage::Directive {
-            relay,
-            event: directive.into_event().to_json(),
-        })
+        let json = directive.event().to_json();
+        self.newest.insert(*directive.author(), directive);
+        Some(WorkerMessage::Directive { relay, event: json })
     }
 }
 

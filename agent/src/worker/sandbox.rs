@@ -50,27 +50,7 @@ pub const DNS_PORT: u16 = 53;
 /// support.
 const TARGET_ABI: ABI = ABI::V6;
 
-/// How much of the sandbox the kernel enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enforcement {
-    /// Every requested restriction.
-    Full,
-    /// Some (older kernel): see [`SandboxReport`].
-    Partial,
-    /// None: the kernel has no Landlock.
-    None,
-}
-
-impl Enforcement {
-    /// `full`, `partial` or `none`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Enforcement::Full => "full",
-            Enforcement::Partial => "partial",
-            Enforcement::None => "none",
-        }
-    }
-}
+pub use crate::ipc::Enforcement;
 
 /// What [`confine_worker`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,13 @@ async fn main() {
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
     let _start: MonitorMessage = ipc::read_message(&mut stdin).await.unwrap();
+    // Behave like a worker up to here, so each mode tests its own
+    // misbehaviour rather than a missing sandbox report.
+    let report = WorkerMessage::Sandbox {
+        enforcement: ipc::Enforcement::None,
+        detail: "fake worker".into(),
+    };
+    ipc::write_message(&mut stdout, &report).await.unwrap();
     let voter = Keys::from_secret_bytes(&[1; 32]).unwrap();
     match mode.as_str() {
         "forged" => {

@@ -1,0 +1,225 @@
+//! Acting on a decision (`docs/PROTOCOL.md`, "Execution"): decide, make
+//! the `started` record durable, run the hook, journal the outcome, sign the
+//! acknowledgement, hand it to the outbox. Also the acks for runs a crash
+//! interrupted, and the outbox flush.
+
+use tracing::{error, info, warn};
+
+use super::exec::{self, ExecEnv};
+use super::spawn::ToWorker;
+use super::{Monitor, MonitorError};
+use crate::core::ack::{Ack, AckStatus};
+use crate::core::directive::{Action, Directive, Proposal};
+use crate::core::quorum::Decision;
+use crate::ipc::{self, MonitorMessage};
+use crate::state::journal::{Entry, Journal, Status as JournalStatus};
+
+impl Monitor {
+    pub(super) async fn evaluate(&mut self, to_worker: &mut ToWorker) -> Result<(), MonitorError> {
+        if !self.deciding {
+            return Ok(());
+        }
+        let now = crate::now();
+        let (journal, journaled) = (&self.journal, &self.journaled);
+        let decision = self
+            .engine
+            .decide(now, self.installed.as_ref(), &|p: &Proposal| {
+                journal
+                    .as_ref()
+                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
+            });
+        match decision {
+            Decision::Nothing => Ok(()),
+            Decision::Conflict(proposals) => {
+                let key = format!("{proposals:?}");
+                if self.announced.insert(key) {
+                    let list: Vec<String> = proposals.iter().map(ToString::to_string).collect();
+                    error!("conflict: quorums for different proposals at the same version, nothing runs: {}", list.join(" | "));
+                }
+                Ok(())
+            }
+            Decision::Run {
+                proposal,
+                directives,
+            } => {
+                if self.options.dry_run {
+                    if self.announced.insert(proposal.to_string()) {
+                        info!(
+                            "dry run: quorum of {} reached for {proposal}; would run the {} hook",
+                            directives.len(),
+                            proposal.action.as_str()
+                        );
+                    }
+                    return Ok(());
+                }
+                self.act(proposal, directives, to_worker).await
+            }
+        }
+    }
+
+    /// Runs the hook for a proposal exactly once: the `started` record is
+    /// durable before the hook starts.
+    async fn act(
+        &mut self,
+        proposal: Proposal,
+        directives: Vec<Directive>,
+        to_worker: &mut ToWorker,
+    ) -> Result<(), MonitorError> {
+        let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
+        let authors: Vec<[u8; 32]> = directives.iter().map(|d| *d.author()).collect();
+        info!(
+            "quorum of {} reached for {proposal}; running the {} hook",
+            directives.len(),
+            proposal.action.as_str()
+        );
+        let Some(journal) = self.journal.as_mut() else {
+            // Dry run: `evaluate` never gets here; never act without a journal.
+            return Ok(());
+        };
+        let seq = journal.append_started(&proposal, &ids, crate::now())?;
+        let hook = match proposal.action {
+            Action::Upgrade => self.config.upgrade(),
+            Action::Reboot => self.config.reboot(),
+        };
+        let (status, error) = match hook {
+            Some(hook) => {
+                let env = ExecEnv::new(&proposal, &ids, &self.node_id);
+                let outcome = exec::execute(hook, &proposal, &env).await;
+                if outcome.is_success() {
+                    (AckStatus::Success, None)
+                } else {
+                    (AckStatus::Failure, outcome.error)
+                }
+            }
+            None => (
+                AckStatus::Failure,
+                Some(format!("no [{}] hook configured", proposal.action.as_str())),
+            ),
+        };
+        let action_at = crate::now();
+        let journal_status = match status {
+            AckStatus::Success => JournalStatus::Success,
+            AckStatus::Failure => JournalStatus::Failure,
+        };
+        if let Some(journal) = self.journal.as_mut() {
+            journal.append_outcome(seq, journal_status, error.as_deref(), action_at)?;
+        }
+        match (&status, &error) {
+            (AckStatus::Success, _) => info!("{proposal}: success"),
+            (AckStatus::Failure, e) => {
+                error!("{proposal}: failure: {}", e.as_deref().unwrap_or("unknown"))
+            }
+        }
+        if status == AckStatus::Success && proposal.action == Action::Upgrade {
+            self.state.set_installed_version(&proposal.version)?;
+            if let Ok(v) = proposal.semver() {
+                self.installed = Some(v);
+            }
+        }
+        let sources: Vec<([u8; 32], [u8; 32])> = {
+            let mut v: Vec<_> = authors.into_iter().zip(ids).collect();
+            v.sort();
+            v
+        };
+        self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
+        self.flush_outbox(to_worker, true).await;
+        Ok(())
+    }
+
+    fn queue_ack(
+        &mut self,
+        proposal: &Proposal,
+        directives: Vec<([u8; 32], [u8; 32])>,
+        status: AckStatus,
+        error: Option<&str>,
+        action_at: u64,
+    ) -> Result<(), MonitorError> {
+        let ack = Ack {
+            proposal,
+            directives,
+            d_tag: &self.rules.d_tag,
+            status,
+            error,
+            node_id: &self.node_id,
+            action_at,
+        };
+        let event = self
+            .keys
+            .sign(ack.to_unsigned(crate::now()))
+            .map_err(MonitorError::Sign)?;
+        info!("acknowledgement {} queued", event.id_hex());
+        self.outbox.push(event, crate::now())?;
+        Ok(())
+    }
+
+    /// A `started` record without an outcome means the agent died while a
+    /// hook ran: never run it again, acknowledge it as interrupted.
+    pub(super) fn acknowledge_interrupted(&mut self) -> Result<(), MonitorError> {
+        let Some(interrupted) = self.journal.as_ref().map(Journal::interrupted) else {
+            return Ok(());
+        };
+        for (seq, proposal) in interrupted {
+            if self.options.dry_run {
+                warn!("dry run: {proposal} was interrupted; would acknowledge it as a failure");
+                continue;
+            }
+            warn!("{proposal} was interrupted (started, no outcome): acknowledging it as a failure, not running it again");
+            let record = self.journal.as_ref().and_then(|j| j.record(seq));
+            let ids: Vec<[u8; 32]> = match record.map(|r| &r.entry) {
+                Some(Entry::Started { directive_ids, .. }) => directive_ids.clone(),
+                _ => Vec::new(),
+            };
+            // The authors come from the saved directives, which a restart
+            // keeps unless a newer directive replaced them.
+            let mut sources: Vec<([u8; 32], [u8; 32])> = self
+                .engine
+                .directives()
+                .filter(|d| ids.contains(&d.event().id))
+                .map(|d| (*d.author(), d.event().id))
+                .collect();
+            sources.sort();
+            let at = crate::now();
+            if let Some(journal) = self.journal.as_mut() {
+                journal.append_outcome(seq, JournalStatus::Failure, Some("interrupted"), at)?;
+            }
+            self.queue_ack(
+                &proposal,
+                sources,
+                AckStatus::Failure,
+                Some("interrupted"),
+                at,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Hands queued acks to the worker: all of them with `all`, otherwise
+    /// those due for a retry (which are then rescheduled).
+    pub(super) async fn flush_outbox(&mut self, to_worker: &mut ToWorker, all: bool) {
+        if self.options.dry_run {
+            return;
+        }
+        let now = crate::now();
+        let entries = if all {
+            self.outbox.entries().to_vec()
+        } else {
+            self.outbox.due(now)
+        };
+        for entry in entries {
+            let msg = MonitorMessage::Publish {
+                event: entry.event.to_json(),
+            };
+            if ipc::write_message(to_worker, &msg).await.is_err() {
+                return;
+            }
+            if !all {
+                if let Err(e) = self.outbox.mark_failed(&entry.event.id, now) {
+                    warn!(
+                        "cannot reschedule acknowledgement {}: {e}",
+                        entry.event.id_hex()
+                    );
+                }
+            }
+        }
+    }
+}
