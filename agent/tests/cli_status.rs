@@ -681,26 +681,6 @@ fn missing_state_dir_exits_1_and_is_not_created() {
 }
 
 #[test]
-fn config_errors_exit_1() {
-    let f = Fixture::new(3, 2);
-    let missing = f.dir.path().join("nope.toml");
-    for cmd in ["status", "journal"] {
-        let (code, out, err) = run(&[cmd], &missing);
-        assert_eq!((code, out.as_str()), (1, ""));
-        assert!(
-            err.starts_with(&format!(
-                "error: cannot read config file {}",
-                missing.display()
-            )),
-            "{err}"
-        );
-    }
-    let (code, _, err) = run(&["status"], Path::new("/dev/null/x"));
-    assert_eq!(code, 1);
-    assert!(err.starts_with("error: "), "{err}");
-}
-
-#[test]
 fn corrupt_state_file_exits_1() {
     let f = Fixture::new(3, 2);
     fs::write(f.state_path().join("directives.json"), "{not json").unwrap();
