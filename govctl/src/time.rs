@@ -1,8 +1,10 @@
 //! Times and durations on the command line: unix seconds, RFC 3339 in UTC,
 //! and durations such as `7d`, `12h` or `1d12h`.
 //!
-//! Pure: no clock, no I/O. Calendar arithmetic follows the proleptic
-//! Gregorian calendar (Howard Hinnant's `days_from_civil` algorithms).
+//! Pure: no clock, no I/O. The calendar (proleptic Gregorian, UTC only) is
+//! jiff's; this module only decides which texts are accepted.
+
+use jiff::civil;
 
 /// Longest accepted duration: ten years, in seconds.
 pub const MAX_DURATION_SECS: u64 = 10 * 366 * 86_400;
@@ -10,17 +12,14 @@ pub const MAX_DURATION_SECS: u64 = 10 * 366 * 86_400;
 /// Latest accepted time: 9999-12-31T23:59:59Z, in unix seconds.
 pub const MAX_TIME: u64 = 253_402_300_799;
 
-/// Formats unix seconds as RFC 3339 UTC, e.g. `2025-03-01T12:00:00Z`.
+/// 1970-01-01T00:00:00: unix time 0 as a civil date and time in UTC.
+const UNIX_EPOCH: civil::DateTime = civil::date(1970, 1, 1).at(0, 0, 0, 0);
+
+/// Formats unix seconds as RFC 3339 UTC, e.g. `2025-03-01T12:00:00Z`
+/// (the agent's reports use the same text; years past 9999, which only a
+/// signed event can carry, get more digits).
 pub fn format_utc(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    qube_agent::report::utc_iso8601(secs)
 }
 
 /// Parses a point in time: unix seconds (decimal digits), or RFC 3339 in
@@ -59,29 +58,24 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
     if !shape_ok {
         return Err(bad());
     }
-    let num = |range: std::ops::Range<usize>| -> Result<u64, String> {
-        body.get(range)
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(bad)
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if year < 1970
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    // The shape above is the strictness; jiff checks the calendar (month
+    // lengths, leap years, hours and minutes). jiff reads a leap second
+    // `:60` as `:59`, so that is refused here.
+    if body.get(17..19) == Some("60") {
         return Err(bad());
     }
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    let datetime: civil::DateTime = body.parse().map_err(|_| bad())?;
+    // Civil time in UTC counts unix seconds; before 1970 is refused.
+    u64::try_from(datetime.duration_since(UNIX_EPOCH).as_secs()).map_err(|_| bad())
 }
 
 /// Parses a duration: one or more `<number><unit>` with unit `s`, `m`, `h`,
 /// `d` or `w` (`30m`, `12h`, `7d`, `1d12h`); at least one second and at
 /// most [`MAX_DURATION_SECS`].
+///
+/// Hand-written on purpose: jiff's span parsers would also accept fractions
+/// (`1.5h`), signs, spaces, words (`1 day`, `ago`), calendar units (`1mo`,
+/// `1y`) and ISO 8601 (`P7D`), and this is only integer arithmetic.
 ///
 /// # Errors
 /// A sentence saying what is accepted.
@@ -123,45 +117,6 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
-fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a date in or after 1970.
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    // Years start in March so that the leap day is the last of the year.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -174,6 +129,21 @@ mod tests {
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_utc(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(format_utc(MAX_TIME), "9999-12-31T23:59:59Z");
+        assert_eq!(format_utc(MAX_TIME + 1), "10000-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn formats_like_jiff_timestamps() {
+        // jiff's own RFC 3339 printer, a separate path from civil times; its
+        // Timestamp ends at 9999-12-30T22:00:00Z (room for any offset).
+        let last = u64::try_from(jiff::Timestamp::MAX.as_second()).unwrap();
+        let mut secs = 0;
+        while secs <= last {
+            let ts = jiff::Timestamp::from_second(i64::try_from(secs).unwrap()).unwrap();
+            assert_eq!(format_utc(secs), ts.to_string(), "{secs}");
+            assert_eq!(parse_time(&ts.to_string()).unwrap(), secs, "{secs}");
+            secs += 98_765_431;
+        }
     }
 
     #[test]
@@ -181,6 +151,10 @@ mod tests {
         for secs in [0, 59, 86_399, 951_782_400, 1_700_000_000, 4_102_444_800] {
             assert_eq!(parse_time(&format_utc(secs)).unwrap(), secs);
         }
+        assert_eq!(parse_time("9999-12-31T23:59:59Z").unwrap(), MAX_TIME);
+        assert_eq!(parse_time(&MAX_TIME.to_string()).unwrap(), MAX_TIME);
+        assert_eq!(parse_time("2000-02-29T00:00:00Z").unwrap(), 951_782_400);
+        assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
         let mut secs = 0;
         while secs < MAX_TIME {
             assert_eq!(parse_time(&format_utc(secs)).unwrap(), secs, "{secs}");
@@ -212,6 +186,23 @@ mod tests {
             "2023-11-14T24:00:00Z",
             "-5",
             "99999999999999999999",
+            "253402300800",
+            "2016-12-31T23:59:60Z",
+            "2023-11-14T22:13:61Z",
+            "2023-11-14T22:60:00Z",
+            "2023-04-31T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "2023-11-14T22:13Z",
+            "2023-11-14T22:13:20-00:00",
+            "2023-11-14T22:13:20+0000",
+            "2023-11-14T22:13:20.000Z",
+            "+002023-11-14T22:13:20Z",
+            "20231114T221320Z",
+            "2023-11-14",
+            " 2023-11-14T22:13:20Z",
+            "2023-11-14T22:13:20Z[UTC]",
+            "2023-11-14T22:13:20+00:00[UTC]",
         ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
