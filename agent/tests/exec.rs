@@ -19,8 +19,7 @@ use qube_agent::artifact::sha256_file;
 use qube_agent::config::{Config, Hook};
 use qube_agent::core::directive::{Action, Proposal};
 use qube_agent::monitor::exec::{
-    execute, run_step, ExecEnv, OutcomeStatus, StepStatus, HOOK_PATH, MAX_CAPTURE_BYTES,
-    MAX_ERROR_BYTES,
+    execute, run_step, ExecEnv, Status, StepStatus, HOOK_PATH, MAX_CAPTURE_BYTES, MAX_ERROR_BYTES,
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -154,7 +153,7 @@ async fn hook_sees_only_the_qube_variables_and_path() {
     let env = env_for(&proposal);
     // `env` itself as the hook: a shell would add variables of its own.
     let outcome = execute(&hook(r#"command = ["/usr/bin/env"]"#), &proposal, &env).await;
-    assert_eq!(outcome.status, OutcomeStatus::Success, "{outcome:?}");
+    assert_eq!(outcome.status, Status::Success, "{outcome:?}");
     assert_eq!(outcome.error, None);
     assert_eq!(outcome.steps.len(), 1);
     let seen = env_lines(&outcome.steps[0].stdout);
@@ -242,7 +241,7 @@ async fn non_zero_exit_is_a_failure_with_the_status_and_output_captured() {
         &env_for(&proposal),
     )
     .await;
-    assert_eq!(outcome.status, OutcomeStatus::Failure);
+    assert_eq!(outcome.status, Status::Failure);
     assert_eq!(outcome.status.as_str(), "failure");
     assert_eq!(outcome.error.as_deref(), Some("exit status 3"));
     let step = &outcome.steps[0];
@@ -367,7 +366,7 @@ async fn hash_mismatch_never_runs_the_command() {
         &env_for(&proposal),
     )
     .await;
-    assert_eq!(outcome.status, OutcomeStatus::Failure);
+    assert_eq!(outcome.status, Status::Failure);
     assert_eq!(outcome.error.as_deref(), Some("hash mismatch"));
     assert!(outcome.steps.is_empty());
     assert!(!marker.exists());
@@ -562,7 +561,7 @@ async fn health_failure_triggers_rollback() {
         &env_for(&proposal),
     )
     .await;
-    assert_eq!(outcome.status, OutcomeStatus::Failure);
+    assert_eq!(outcome.status, Status::Failure);
     assert_eq!(
         outcome.error.as_deref(),
         Some("health check failed; rolled back")
@@ -647,7 +646,7 @@ async fn missing_program_is_a_spawn_failure_not_a_panic() {
         &env,
     )
     .await;
-    assert_eq!(outcome.status, OutcomeStatus::Failure);
+    assert_eq!(outcome.status, Status::Failure);
     assert!(outcome.error.unwrap().starts_with("spawn failed: "));
 
     let empty = run_step(&[], &env, Duration::from_secs(1)).await;

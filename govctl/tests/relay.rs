@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::{start_relay, stderr, stdout, Env, HASH};
-use qube_agent::core::ack::{Ack, AckStatus};
+use qube_agent::core::ack::{Ack, Status};
 use qube_agent::core::directive::{Directive, DirectiveRules};
 use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter, Keys, Limits};
@@ -256,7 +256,7 @@ fn status_tallies_directives_and_lists_acks() {
                 proposal: &proposal,
                 directives: Ack::sources(&directives),
                 d_tag: "hyperqube",
-                status: AckStatus::Success,
+                status: Status::Success,
                 error: None,
                 node_id: "pillar-test",
                 action_at: 1_800_000_000,

@@ -13,22 +13,32 @@ use crate::core::event::UnsignedEvent;
 /// Kind of an acknowledgement.
 pub const ACK_KIND: u16 = 3333;
 
-/// Outcome of an action, as acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckStatus {
+/// Outcome of an action: the one success/failure type of the agent. The
+/// hook runner returns it, the journal records it, the acknowledgement's
+/// `status` tag carries it and `status` reports it; on the wire and on disk
+/// it is `success` or `failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
     /// The hook (and health check, if any) succeeded.
     Success,
     /// It did not, or never ran (hash mismatch, interrupted).
     Failure,
 }
 
-impl AckStatus {
-    /// `success` or `failure`, as in the `status` tag.
+impl Status {
+    /// `success` or `failure`, as in the `status` tag and the journal.
     pub fn as_str(self) -> &'static str {
         match self {
-            AckStatus::Success => "success",
-            AckStatus::Failure => "failure",
+            Status::Success => "success",
+            Status::Failure => "failure",
         }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -43,7 +53,7 @@ pub struct Ack<'a> {
     /// The `d` tag of those directives.
     pub d_tag: &'a str,
     /// Success or failure.
-    pub status: AckStatus,
+    pub status: Status,
     /// Short error for a failure (`hash mismatch`, `interrupted`, ...).
     pub error: Option<&'a str>,
     /// This node's id.
@@ -87,14 +97,14 @@ impl<'a> Ack<'a> {
         push("status", self.status.as_str().into());
         push("node_id", self.node_id.into());
         push("action_at", self.action_at.to_string());
-        if let (AckStatus::Failure, Some(error)) = (self.status, self.error) {
+        if let (Status::Failure, Some(error)) = (self.status, self.error) {
             push("error", error.into());
-        } else if self.status == AckStatus::Failure {
+        } else if self.status == Status::Failure {
             push("error", "unknown".into());
         }
         let content = match (self.status, self.error) {
-            (AckStatus::Success, _) => format!("{} {}: success", p.action.as_str(), p.version),
-            (AckStatus::Failure, e) => format!(
+            (Status::Success, _) => format!("{} {}: success", p.action.as_str(), p.version),
+            (Status::Failure, e) => format!(
                 "{} {}: failure ({})",
                 p.action.as_str(),
                 p.version,
@@ -141,7 +151,7 @@ mod tests {
             proposal: &p,
             directives: vec![([1; 32], [0xa; 32]), ([2; 32], [0xb; 32])],
             d_tag: "hyperqube",
-            status: AckStatus::Failure,
+            status: Status::Failure,
             error: Some("hash mismatch"),
             node_id: "pillar-1",
             action_at: 1_700_000_000,
@@ -180,7 +190,7 @@ mod tests {
             proposal: &p,
             directives: vec![([1; 32], [0xa; 32])],
             d_tag: "hyperqube",
-            status: AckStatus::Success,
+            status: Status::Success,
             error: None,
             node_id: "n",
             action_at: 5,

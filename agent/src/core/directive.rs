@@ -59,8 +59,12 @@ impl DirectiveRules {
     }
 }
 
-/// The action a directive asks for (tag `action`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The action a directive asks for (tag `action`; `upgrade` or `reboot`
+/// when serialized).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// `upgrade`: install `version`; subject to anti-rollback.
     Upgrade,
@@ -101,7 +105,13 @@ impl fmt::Display for Action {
 /// proposals (they can conflict, never add up); [`Proposal::semver`] gives
 /// the version for *ordering*. The derived `Ord` is a lexicographic order on
 /// the fields, for use as a map key; it is not version precedence.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized (journal, `status --json`) as an object with these field
+/// names; `genesis_url` and `required_by` are left out when absent.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(deny_unknown_fields)]
 pub struct Proposal {
     /// Tag `action`.
     pub action: Action,
@@ -112,8 +122,10 @@ pub struct Proposal {
     /// Tag `hash`: SHA-256 of the artifact as 64 lower-case hex chars.
     pub hash: String,
     /// Tag `genesis_url`, as signed; required for [`Action::Reboot`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genesis_url: Option<String>,
     /// Tag `required_by`, unix seconds; required for [`Action::Reboot`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_by: Option<u64>,
 }
 

@@ -8,11 +8,11 @@ use tracing::{error, info, warn};
 use super::exec::{self, ExecEnv};
 use super::spawn::ToWorker;
 use super::{Monitor, MonitorError};
-use crate::core::ack::{Ack, AckStatus};
+use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
 use crate::core::quorum::Decision;
 use crate::ipc::{self, MonitorMessage};
-use crate::state::journal::{Entry, Journal, Status as JournalStatus};
+use crate::state::journal::{Entry, Journal};
 
 impl Monitor {
     pub(super) async fn evaluate(&mut self, to_worker: &mut ToWorker) -> Result<(), MonitorError> {
@@ -85,32 +85,24 @@ impl Monitor {
             Some(hook) => {
                 let env = ExecEnv::new(&proposal, &ids, &self.node_id);
                 let outcome = exec::execute(hook, &proposal, &env).await;
-                if outcome.is_success() {
-                    (AckStatus::Success, None)
-                } else {
-                    (AckStatus::Failure, outcome.error)
-                }
+                (outcome.status, outcome.error)
             }
             None => (
-                AckStatus::Failure,
+                Status::Failure,
                 Some(format!("no [{}] hook configured", proposal.action.as_str())),
             ),
         };
         let action_at = crate::now();
-        let journal_status = match status {
-            AckStatus::Success => JournalStatus::Success,
-            AckStatus::Failure => JournalStatus::Failure,
-        };
         if let Some(journal) = self.journal.as_mut() {
-            journal.append_outcome(seq, journal_status, error.as_deref(), action_at)?;
+            journal.append_outcome(seq, status, error.as_deref(), action_at)?;
         }
         match (&status, &error) {
-            (AckStatus::Success, _) => info!("{proposal}: success"),
-            (AckStatus::Failure, e) => {
+            (Status::Success, _) => info!("{proposal}: success"),
+            (Status::Failure, e) => {
                 error!("{proposal}: failure: {}", e.as_deref().unwrap_or("unknown"))
             }
         }
-        if status == AckStatus::Success && proposal.action == Action::Upgrade {
+        if status == Status::Success && proposal.action == Action::Upgrade {
             self.state.set_installed_version(&proposal.version)?;
             if let Ok(v) = proposal.semver() {
                 self.installed = Some(v);
@@ -130,7 +122,7 @@ impl Monitor {
         &mut self,
         proposal: &Proposal,
         directives: Vec<([u8; 32], [u8; 32])>,
-        status: AckStatus,
+        status: Status,
         error: Option<&str>,
         action_at: u64,
     ) -> Result<(), MonitorError> {
@@ -180,15 +172,9 @@ impl Monitor {
             sources.sort();
             let at = crate::now();
             if let Some(journal) = self.journal.as_mut() {
-                journal.append_outcome(seq, JournalStatus::Failure, Some("interrupted"), at)?;
+                journal.append_outcome(seq, Status::Failure, Some("interrupted"), at)?;
             }
-            self.queue_ack(
-                &proposal,
-                sources,
-                AckStatus::Failure,
-                Some("interrupted"),
-                at,
-            )?;
+            self.queue_ack(&proposal, sources, Status::Failure, Some("interrupted"), at)?;
         }
         Ok(())
     }

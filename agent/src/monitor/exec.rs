@@ -544,36 +544,13 @@ async fn verify_artifact(template: &ArtifactTemplate, proposal: &Proposal) -> Re
 // A whole hook section
 // ---------------------------------------------------------------------------
 
-/// The acknowledgement's `status` (design section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeStatus {
-    /// `success`: `command` (and `health`, when set) succeeded.
-    Success,
-    /// `failure`: see [`Outcome::error`].
-    Failure,
-}
-
-impl OutcomeStatus {
-    /// The tag value: `success` or `failure`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeStatus::Success => "success",
-            OutcomeStatus::Failure => "failure",
-        }
-    }
-}
-
-impl fmt::Display for OutcomeStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::core::ack::Status;
 
 /// What [`execute`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// Success or failure.
-    pub status: OutcomeStatus,
+    pub status: Status,
     /// `None` on success; on failure a short reason for the ack's `error`
     /// tag, at most [`MAX_ERROR_BYTES`] bytes, no control characters, never
     /// hook output. One of:
@@ -594,7 +571,7 @@ pub struct Outcome {
 impl Outcome {
     fn success(steps: Vec<StepResult>) -> Outcome {
         Outcome {
-            status: OutcomeStatus::Success,
+            status: Status::Success,
             error: None,
             steps,
         }
@@ -602,15 +579,15 @@ impl Outcome {
 
     fn failure(error: String, steps: Vec<StepResult>) -> Outcome {
         Outcome {
-            status: OutcomeStatus::Failure,
+            status: Status::Failure,
             error: Some(bound_error(&error)),
             steps,
         }
     }
 
-    /// `true` when the status is [`OutcomeStatus::Success`].
+    /// `true` when the status is [`Status::Success`].
     pub fn is_success(&self) -> bool {
-        self.status == OutcomeStatus::Success
+        self.status == Status::Success
     }
 }
 

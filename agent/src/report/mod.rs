@@ -187,48 +187,26 @@ fn open_state(config: &Config) -> Result<StateDir, ReportError> {
 // Views (the JSON shapes)
 // ---------------------------------------------------------------------------
 
-/// A proposal (DESIGN.md section 3 rule 3), as reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProposalView {
-    /// `upgrade` or `reboot`.
-    pub action: &'static str,
-    /// The network id.
-    pub network: String,
-    /// The version exactly as signed.
-    pub version: String,
-    /// SHA-256 of the artifact, lower-case hex.
-    pub hash: String,
-    /// `genesis_url` (reboot).
-    pub genesis_url: Option<String>,
-    /// `required_by`, unix seconds (reboot).
-    pub required_by: Option<u64>,
-}
+/// A proposal as a line for people: `Proposal`'s fields with control
+/// characters escaped (`{:?}`) and `required_by` also in UTC.
+struct ShowProposal<'a>(&'a Proposal);
 
-impl From<&Proposal> for ProposalView {
-    fn from(p: &Proposal) -> Self {
-        ProposalView {
-            action: p.action.as_str(),
-            network: p.network.clone(),
-            version: p.version.clone(),
-            hash: p.hash.clone(),
-            genesis_url: p.genesis_url.clone(),
-            required_by: p.required_by,
-        }
-    }
-}
-
-impl fmt::Display for ProposalView {
+impl fmt::Display for ShowProposal<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // As `Proposal`'s Display: `{:?}` escapes control characters.
+        let p = self.0;
         write!(
             f,
             "{} {:?} hash {} on {:?}",
-            self.action, self.version, self.hash, self.network
+            p.action.as_str(),
+            p.version,
+            p.hash,
+            p.network
         )?;
-        if let Some(url) = &self.genesis_url {
+        if let Some(url) = &p.genesis_url {
             write!(f, " genesis {url:?}")?;
         }
-        if let Some(t) = self.required_by {
+        if let Some(t) = p.required_by {
             write!(f, " required by {} ({t})", utc_iso8601(t))?;
         }
         Ok(())
@@ -298,14 +276,14 @@ pub struct DirectiveView {
     /// Whether it has expired (then it does not count as a vote).
     pub expired: bool,
     /// What it votes for.
-    pub proposal: ProposalView,
+    pub proposal: Proposal,
 }
 
 /// One proposal of the tally.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProposalStatusView {
     /// The exact tuple.
-    pub proposal: ProposalView,
+    pub proposal: Proposal,
     /// Number of distinct voters whose current, unexpired directive it is.
     pub votes: usize,
     /// Their names, in config order.
@@ -325,7 +303,7 @@ pub struct ConflictView {
     /// The shared version (SemVer, no `v`).
     pub version: String,
     /// The conflicting proposals.
-    pub proposals: Vec<ProposalView>,
+    pub proposals: Vec<Proposal>,
 }
 
 /// A pending acknowledgement in the outbox.
@@ -361,7 +339,7 @@ pub struct RecordView {
     /// `started` or `outcome`.
     pub entry: &'static str,
     /// The proposal (for an outcome: its started record's).
-    pub proposal: Option<ProposalView>,
+    pub proposal: Option<Proposal>,
     /// For a started record: the ids of the directives of its quorum.
     pub directive_ids: Vec<String>,
     /// For an outcome: the `seq` of its started record.
@@ -624,7 +602,7 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                     proposal,
                     directive_ids,
                 } => RecordView {
-                    proposal: Some(proposal.into()),
+                    proposal: Some(proposal.clone()),
                     directive_ids: directive_ids.iter().map(hex::encode).collect(),
                     awaiting_outcome: !finished.contains(&r.seq),
                     ..base
@@ -635,7 +613,7 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                     error,
                 } => RecordView {
                     entry: "outcome",
-                    proposal: started.get(seq_started).map(|p| ProposalView::from(*p)),
+                    proposal: started.get(seq_started).map(|p| (*p).clone()),
                     seq_started: Some(*seq_started),
                     status: Some(status.as_str()),
                     error: error.clone(),
@@ -717,7 +695,7 @@ fn directive_view(directive: &Directive, now: u64) -> DirectiveView {
         created_at_utc: utc_iso8601(event.created_at),
         expiration: directive.expiration(),
         expired: directive.is_expired_at(now),
-        proposal: directive.proposal().into(),
+        proposal: directive.proposal().clone(),
     }
 }
 
@@ -813,7 +791,7 @@ pub fn status(
         .map(|status| {
             let (standing, standing_text, outranked_by) = standing_parts(&status.standing);
             ProposalStatusView {
-                proposal: (&status.proposal).into(),
+                proposal: status.proposal.clone(),
                 votes: status.voters.len(),
                 voters: names_of(&status.voters),
                 standing,
@@ -831,7 +809,7 @@ pub fn status(
         version: first
             .semver()
             .map_or_else(|_| first.version.clone(), |v| v.to_string()),
-        proposals: conflicting.iter().map(|p| ProposalView::from(*p)).collect(),
+        proposals: conflicting.iter().map(|p| (*p).clone()).collect(),
     });
 
     let outbox = state.outbox()?;
@@ -941,7 +919,7 @@ fn write_record(f: &mut fmt::Formatter<'_>, r: &RecordView) -> fmt::Result {
         write!(f, "of seq {seq}: ")?;
     }
     match &r.proposal {
-        Some(p) => write!(f, "{p}")?,
+        Some(p) => write!(f, "{}", ShowProposal(p))?,
         None => f.write_str("(unknown proposal)")?,
     }
     if r.entry == "started" {
@@ -1023,7 +1001,7 @@ impl fmt::Display for StatusReport {
                         "  {:<width$}  {} ({})  id {}",
                         v.voter, d.created_at_utc, d.created_at, d.id
                     )?;
-                    write!(f, "  {:<width$}  {}", "", d.proposal)?;
+                    write!(f, "  {:<width$}  {}", "", ShowProposal(&d.proposal))?;
                     match (d.expiration, d.expired) {
                         (Some(t), true) => {
                             write!(f, "  EXPIRED at {} ({t}), not counted", utc_iso8601(t))?
@@ -1041,7 +1019,7 @@ impl fmt::Display for StatusReport {
             writeln!(f, "  no votes")?;
         }
         for p in &self.proposals {
-            writeln!(f, "  {}", p.proposal)?;
+            writeln!(f, "  {}", ShowProposal(&p.proposal))?;
             writeln!(f, "      votes:    {} ({})", p.votes, p.voters.join(", "))?;
             writeln!(f, "      standing: {}", p.standing_text)?;
         }

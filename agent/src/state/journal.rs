@@ -70,7 +70,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::core::directive::{Action, Proposal};
+use crate::core::directive::Proposal;
 use crate::core::error::truncated;
 
 /// Longest record line, in bytes without the `\n` (64 KiB).
@@ -83,30 +83,7 @@ pub const MAX_ERROR_BYTES: usize = 4096;
 /// `prev` of the first record: 32 zero bytes (64 `0` in hex).
 pub const GENESIS_PREV: [u8; 32] = [0u8; 32];
 
-/// The outcome of a hook run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    /// `success`.
-    Success,
-    /// `failure`.
-    Failure,
-}
-
-impl Status {
-    /// `success` or `failure`, as in the journal and the ack's `status` tag.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Success => "success",
-            Status::Failure => "failure",
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::core::ack::Status;
 
 /// What a record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,58 +385,15 @@ struct RawRecord {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum RawEntry {
     Started {
-        proposal: RawProposal,
+        proposal: Proposal,
         directive_ids: Vec<String>,
     },
     Outcome {
         seq_started: u64,
-        status: RawStatus,
+        status: Status,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProposal {
-    action: RawAction,
-    network: String,
-    version: String,
-    hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    genesis_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    required_by: Option<u64>,
-}
-
-#[derive(Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawAction {
-    Upgrade,
-    Reboot,
-}
-
-#[derive(Clone, Copy, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawStatus {
-    Success,
-    Failure,
-}
-
-impl From<&Proposal> for RawProposal {
-    fn from(p: &Proposal) -> Self {
-        RawProposal {
-            action: match p.action {
-                Action::Upgrade => RawAction::Upgrade,
-                Action::Reboot => RawAction::Reboot,
-            },
-            network: p.network.clone(),
-            version: p.version.clone(),
-            hash: p.hash.clone(),
-            genesis_url: p.genesis_url.clone(),
-            required_by: p.required_by,
-        }
-    }
 }
 
 /// 64 lower-case hex chars as 32 bytes.
@@ -487,17 +421,9 @@ impl RawRecord {
                 proposal,
                 directive_ids,
             } => {
-                let proposal = Proposal {
-                    action: match proposal.action {
-                        RawAction::Upgrade => Action::Upgrade,
-                        RawAction::Reboot => Action::Reboot,
-                    },
-                    network: proposal.network,
-                    version: proposal.version,
-                    hash: hex::encode(parse_hash("hash", &proposal.hash)?),
-                    genesis_url: proposal.genesis_url,
-                    required_by: proposal.required_by,
-                };
+                // The hash must be lower-case hex as written; the version
+                // a semantic version.
+                parse_hash("hash", &proposal.hash)?;
                 if let Err(e) = proposal.semver() {
                     return Err(Corruption::BadField {
                         field: "version",
@@ -521,10 +447,6 @@ impl RawRecord {
                 status,
                 error,
             } => {
-                let status = match status {
-                    RawStatus::Success => Status::Success,
-                    RawStatus::Failure => Status::Failure,
-                };
                 if status == Status::Success && error.is_some() {
                     return Err(Corruption::BadField {
                         field: "error",
@@ -889,7 +811,7 @@ impl Journal {
             return Err(JournalError::AlreadyStarted { seq });
         }
         let entry = RawEntry::Started {
-            proposal: RawProposal::from(proposal),
+            proposal: proposal.clone(),
             directive_ids: directive_ids.iter().map(hex::encode).collect(),
         };
         let seq = self.append(entry, at)?;
@@ -922,10 +844,7 @@ impl Journal {
         }
         let entry = RawEntry::Outcome {
             seq_started,
-            status: match status {
-                Status::Success => RawStatus::Success,
-                Status::Failure => RawStatus::Failure,
-            },
+            status,
             error: error.map(|e| truncated(e, MAX_ERROR_BYTES)),
         };
         self.append(entry, at)
@@ -1090,6 +1009,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::directive::Action;
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
