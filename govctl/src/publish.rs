@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use qube_agent::core::directive::{Directive, DIRECTIVE_KIND};
-use qube_agent::monitor::AUTH_KIND;
+use qube_agent::core::message::AUTH_KIND;
 use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter, Keys, Limits, UnsignedEvent};
 use tokio::time::Instant;

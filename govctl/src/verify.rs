@@ -186,7 +186,7 @@ fn kind_name(kind: u16) -> String {
     match kind {
         DIRECTIVE_KIND => format!("{kind} (HyperQube directive)"),
         qube_agent::core::ack::ACK_KIND => format!("{kind} (HyperQube acknowledgement)"),
-        qube_agent::monitor::AUTH_KIND => format!("{kind} (NIP-42 authentication)"),
+        qube_agent::core::message::AUTH_KIND => format!("{kind} (NIP-42 authentication)"),
         _ => kind.to_string(),
     }
 }

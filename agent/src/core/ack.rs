@@ -63,10 +63,13 @@ pub struct Ack<'a> {
 }
 
 impl<'a> Ack<'a> {
-    /// Authors and ids of `directives`, as [`Ack::directives`] wants them.
-    pub fn sources(directives: &[Directive]) -> Vec<([u8; 32], [u8; 32])> {
+    /// Authors and ids (32 bytes each) of `directives`, sorted by author, as
+    /// [`Ack::directives`] wants them.
+    pub fn sources<'d>(
+        directives: impl IntoIterator<Item = &'d Directive>,
+    ) -> Vec<([u8; 32], [u8; 32])> {
         let mut v: Vec<_> = directives
-            .iter()
+            .into_iter()
             .map(|d| (*d.author(), d.event().id))
             .collect();
         v.sort();

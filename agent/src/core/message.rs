@@ -13,6 +13,9 @@ use crate::core::error::{Error, Field};
 use crate::core::event::{parse_hex, Event, Limits, UnverifiedEvent, EVENT_DEPTH};
 use crate::core::json::{self, fail, reject_other_types, Any};
 
+/// Kind of a NIP-42 authentication event (`relay` and `challenge` tags).
+pub const AUTH_KIND: u16 = 22242;
+
 /// Longest subscription id NIP-01 allows, in bytes.
 pub const MAX_SUBSCRIPTION_ID_BYTES: usize = 64;
 

@@ -66,7 +66,6 @@ impl Monitor {
         to_worker: &mut ToWorker,
     ) -> Result<(), MonitorError> {
         let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
-        let authors: Vec<[u8; 32]> = directives.iter().map(|d| *d.author()).collect();
         info!(
             "quorum of {} reached for {proposal}; running the {} hook",
             directives.len(),
@@ -108,11 +107,7 @@ impl Monitor {
                 self.installed = Some(v);
             }
         }
-        let sources: Vec<([u8; 32], [u8; 32])> = {
-            let mut v: Vec<_> = authors.into_iter().zip(ids).collect();
-            v.sort();
-            v
-        };
+        let sources = Ack::sources(&directives);
         self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
         self.flush_outbox(to_worker, true).await;
         Ok(())
@@ -163,13 +158,11 @@ impl Monitor {
             };
             // The authors come from the saved directives, which a restart
             // keeps unless a newer directive replaced them.
-            let mut sources: Vec<([u8; 32], [u8; 32])> = self
-                .engine
-                .directives()
-                .filter(|d| ids.contains(&d.event().id))
-                .map(|d| (*d.author(), d.event().id))
-                .collect();
-            sources.sort();
+            let sources = Ack::sources(
+                self.engine
+                    .directives()
+                    .filter(|d| ids.contains(&d.event().id)),
+            );
             let at = crate::now();
             if let Some(journal) = self.journal.as_mut() {
                 journal.append_outcome(seq, Status::Failure, Some("interrupted"), at)?;

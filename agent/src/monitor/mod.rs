@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::core::directive::{DirectiveRules, Proposal};
 use crate::core::event::UnsignedEvent;
 use crate::core::keys::Keys;
+use crate::core::message::AUTH_KIND;
 use crate::core::quorum::{Engine, Offer};
 use crate::core::text::printable as escape;
 use crate::ipc::{
@@ -41,9 +42,6 @@ use crate::state::{Outbox, StateDir};
 /// File in the state directory where the running agent records worker
 /// restarts and the sandbox state for `status`.
 pub const RUNTIME_FILE: &str = "runtime.json";
-
-/// Kind of a NIP-42 authentication event.
-pub const AUTH_KIND: u16 = 22242;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]

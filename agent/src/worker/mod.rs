@@ -78,11 +78,13 @@ pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::proces
     }
 }
 
-/// Runs the worker until the monitor closes the channel.
+/// Runs the worker until the monitor closes the channel, unsandboxed (tests
+/// only, feature `test-support`: production runs [`process_main`]).
 ///
 /// # Errors
 /// [`IpcError`] when the channel fails or the monitor sends something that
 /// is not a [`MonitorMessage`] (the first message must be `Start`).
+#[cfg(any(test, feature = "test-support"))]
 pub async fn run<R, W>(from_monitor: R, to_monitor: W) -> Result<(), IpcError>
 where
     R: AsyncRead + Unpin + Send + 'static,
