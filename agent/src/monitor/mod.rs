@@ -39,9 +39,7 @@ use crate::ipc::{
 use crate::state::journal::{Entry, Journal};
 use crate::state::{Outbox, StateDir};
 
-/// File in the state directory where the running agent records worker
-/// restarts and the sandbox state for `status`.
-pub const RUNTIME_FILE: &str = "runtime.json";
+pub use crate::state::RUNTIME_FILE;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]

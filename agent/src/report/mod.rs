@@ -467,7 +467,7 @@ pub struct RuntimeView {
 
 /// Reads `runtime.json`; `None` when absent or unreadable.
 fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
-    let text = std::fs::read_to_string(state_dir.join(crate::monitor::RUNTIME_FILE)).ok()?;
+    let text = std::fs::read_to_string(state_dir.join(crate::state::RUNTIME_FILE)).ok()?;
     if text.len() > 4096 {
         return None;
     }

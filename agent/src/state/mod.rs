@@ -79,6 +79,9 @@ pub const OUTBOX_FILE: &str = "outbox.json";
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// File name of the lock file ([`StateDir::lock`]).
 pub const LOCK_FILE: &str = "lock";
+/// File where the running agent records worker restarts and the sandbox
+/// state for `status` (JSON, best effort).
+pub const RUNTIME_FILE: &str = "runtime.json";
 /// Event kind of a HyperQube acknowledgement (DESIGN.md section 2).
 pub const ACK_KIND: u16 = 3333;
 /// Most acks kept in the outbox; pushing one more drops the oldest (with a
