@@ -153,15 +153,12 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
     let config = qube_agent::config::Config::from_toml_str(&config)
         .unwrap()
         .0;
-    let agent = rt.spawn(async move {
-        // The worker as a task of this test (feature `test-support`): the
-        // sandboxed worker binary belongs to another package.
-        let options = qube_agent::monitor::RunOptions {
-            dry_run: false,
-            worker: qube_agent::monitor::WorkerMode::InProcess,
-        };
-        qube_agent::monitor::run(config, options).await.unwrap();
-    });
+    // The worker as a task of this test: the sandboxed worker binary
+    // belongs to another package.
+    let agent = {
+        let _runtime = rt.enter();
+        qube_e2e::start_agent_in_process(config)
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !marker.exists() {
         assert!(

@@ -498,3 +498,17 @@ pub fn start_agent(config: Config) -> tokio::task::JoinHandle<()> {
         monitor::run(config, split_options(false)).await.unwrap();
     })
 }
+
+/// Runs the agent until aborted with its worker as a task of this process
+/// (no process split, no sandbox): for other packages' tests, which cannot
+/// build this package's `qube-worker` (feature `in-process`).
+#[cfg(feature = "in-process")]
+pub fn start_agent_in_process(config: Config) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let options = RunOptions {
+            dry_run: false,
+            worker: monitor::WorkerMode::InProcess,
+        };
+        monitor::run(config, options).await.unwrap();
+    })
+}
