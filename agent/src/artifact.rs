@@ -1,5 +1,5 @@
 //! Artifact hashing: SHA-256 of a file, as a directive's `hash` tag names
-//! it (DESIGN.md section 2, `docs/PROTOCOL.md` "hash"). Used by the
+//! it (`docs/PROTOCOL.md` section 3, `hash`). Used by the
 //! monitor before an upgrade hook runs and by `govctl hash`; no secret, no
 //! network.
 

@@ -1,4 +1,4 @@
-//! The worker/monitor channel (DESIGN.md section 5): length-prefixed frames
+//! The worker/monitor channel (`docs/PROTOCOL.md` section 9, SECURITY.md): length-prefixed frames
 //! of a small closed set of messages, in each direction.
 //!
 //! A frame is a 4-byte big-endian length followed by that many bytes of JSON

@@ -1,6 +1,6 @@
 //! `qube-agent` command line.
 //!
-//! `run` (the agent), `check-config` (design section 7), `--help` and
+//! `run` (the agent), `check-config` (`docs/qube-agent.example.toml`), `--help` and
 //! `--version`. Logs go to stderr with timestamps and levels: warnings and
 //! errors by default, `-v` for what the agent does, `-vv` for debugging.
 

@@ -1,5 +1,5 @@
 //! `govctl follows list|add|remove` and `govctl quorum set`: edits of an
-//! agent config (DESIGN.md section 7) that keep its comments and layout.
+//! agent config (`docs/qube-agent.example.toml`) that keep its comments and layout.
 //!
 //! Every edit is made on the TOML document with `toml_edit`, then the whole
 //! result is checked with [`Config::from_toml_str`], the same rules

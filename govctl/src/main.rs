@@ -1,4 +1,4 @@
-//! `govctl`: the governance side of qube-agent fleets (DESIGN.md section 8).
+//! `govctl`: the governance side of qube-agent fleets (README.md, "Use").
 //!
 //! Governance keys (NIP-49 encrypted files, see [`keystore`]), follows and
 //! quorum of an agent config ([`config_edit`]), HyperQube directives

@@ -1,5 +1,5 @@
 //! `govctl propose upgrade|reboot` and `govctl sign`: HyperQube directives
-//! (kind 33321, DESIGN.md section 2), built, checked against the agent's own
+//! (kind 33321, `docs/PROTOCOL.md` section 3), built, checked against the agent's own
 //! rules ([`Directive::from_event`]) before any key is touched, signed, and
 //! then saved (`--out`, no network) or published.
 //!
@@ -72,7 +72,7 @@ pub fn resolve_hash(hash: Option<&str>, artifact: Option<&Path>) -> Result<Strin
     }
 }
 
-/// The unsigned directive, tags in DESIGN.md section 2 order.
+/// The unsigned directive, tags in `docs/PROTOCOL.md` section 3 order.
 pub fn build(spec: &Spec, created_at: u64) -> UnsignedEvent {
     let mut tags = vec![
         vec!["d".to_owned(), spec.d_tag.clone()],

@@ -3,7 +3,7 @@
 //!
 //! qubestr requires NIP-42 AUTH to publish directives and checks that the
 //! authenticated key is whitelisted, not that it signed the event
-//! (DESIGN.md section 2): a directive signed offline is published with a
+//! (`docs/PROTOCOL.md` section 3): a directive signed offline is published with a
 //! separate online key (`--auth-key`). A challenge is answered as soon as it
 //! arrives (kind 22242, tags `relay` and `challenge`); an event refused with
 //! `auth-required:` is sent once more after the AUTH. No relay is trusted to

@@ -46,7 +46,7 @@ pub struct ProposalRow {
     pub voters: Vec<[u8; 32]>,
     /// Their follow names, in the same order.
     pub names: Vec<Option<String>>,
-    /// Whether it is eligible (DESIGN.md section 3 rule 4).
+    /// Whether it is eligible (`docs/PROTOCOL.md` section 5.4).
     pub eligible: bool,
     /// The engine's verdict, in words.
     pub standing: String,

@@ -1,4 +1,4 @@
-//! Acknowledgements (kind 3333, DESIGN.md section 2): what a node publishes
+//! Acknowledgements (kind 3333, `docs/PROTOCOL.md` section 6): what a node publishes
 //! after acting on a quorum, signed by its node key.
 //!
 //! Tags, in order: one `a` (`33321:<author hex>:<d tag>`) and one `p` per

@@ -1,6 +1,5 @@
 //! Admission: the one check that decides whether an event is a directive
-//! this node may count (DESIGN.md section 3 rule 1; `docs/PROTOCOL.md`,
-//! "Admission").
+//! this node may count (`docs/PROTOCOL.md` section 5.1).
 //!
 //! Every boundary that accepts a directive calls [`admit`]: the worker's
 //! filter, the monitor's re-verification of what the worker forwards, the

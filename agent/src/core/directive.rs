@@ -1,7 +1,7 @@
 //! HyperQube directives (kind 33321): a verified [`Event`] becomes a typed
 //! [`Directive`] once, here, or is rejected with a [`DirectiveError`].
 //!
-//! Follows DESIGN.md section 2 (the tag table) and rule 1 of section 3: kind
+//! Follows `docs/PROTOCOL.md` section 3 (the tags) and section 5.1: kind
 //! and `d` tag match, `network` is ours, the tags satisfy the HyperQube
 //! profile, `created_at` is not too far in the future, and (NIP-40) the
 //! directive has not expired. Whether the author is a voter is the quorum
@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 600;
 const MAX_QUOTED: usize = 80;
 
 /// What a directive must match besides its signature: the local settings of
-/// DESIGN.md section 3 rule 1.
+/// `docs/PROTOCOL.md` section 5.1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectiveRules {
     /// Required value of the `d` tag; default [`DEFAULT_D_TAG`] (`hyperqube`).
@@ -97,8 +97,8 @@ impl fmt::Display for Action {
     }
 }
 
-/// A proposal: the exact tuple voters must agree on (DESIGN.md section 3
-/// rule 3).
+/// A proposal: the exact tuple voters must agree on (`docs/PROTOCOL.md`
+/// section 4).
 ///
 /// Two directives vote for the same proposal only when every field is equal.
 /// `version` is kept exactly as signed, so `v1.2.3` and `1.2.3` are different
@@ -162,7 +162,7 @@ impl fmt::Display for Proposal {
 }
 
 /// A verified HyperQube directive (kind 33321) that passed every check of
-/// DESIGN.md section 2 and section 3 rule 1 except the voter check.
+/// `docs/PROTOCOL.md` sections 3 and 5.1, except the voter check.
 ///
 /// Only [`Directive::from_event`] and [`Directive::from_event_including_expired`]
 /// make one, so holding a `Directive` means its proposal is exactly what its
@@ -214,8 +214,8 @@ impl Directive {
     /// An expired directive never counts as a vote, but it is still its
     /// author's latest word: offered to [`crate::core::quorum::Engine::offer`] it
     /// supersedes the author's older directives, so a replayed older event
-    /// cannot revive a vote the author replaced (DESIGN.md section 3 rule
-    /// 2). Use this when feeding the engine, and when re-verifying persisted
+    /// cannot revive a vote the author replaced (`docs/PROTOCOL.md`
+    /// section 5.2). Use this when feeding the engine, and when re-verifying persisted
     /// directives at start.
     ///
     /// # Errors
@@ -337,8 +337,8 @@ impl Directive {
     }
 }
 
-/// Why an event is not a directive that counts (DESIGN.md section 2, section 3
-/// rule 1).
+/// Why an event is not a directive that counts (`docs/PROTOCOL.md` sections 3
+/// and 5.1).
 ///
 /// Every variant is a property of the event (and of `now`), never of our
 /// state. `Display` gives a lower-case sentence naming what was wrong;

@@ -1,5 +1,5 @@
 //! The quorum engine: which proposal, if any, a quorum of voters agrees on
-//! (DESIGN.md section 3, rules 2 to 7).
+//! (`docs/PROTOCOL.md` sections 4 and 5).
 //!
 //! Pure: no I/O, no clock. The caller feeds it [`Directive`]s (already
 //! verified and validated) with [`Engine::offer`], asks [`Engine::decide`]
@@ -42,7 +42,7 @@ pub struct QuorumConfig {
     pub allow_downgrade: bool,
 }
 
-/// A configuration the engine refuses (DESIGN.md section 3 rule 7).
+/// A configuration the engine refuses (`docs/PROTOCOL.md` section 5.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QuorumError {
@@ -71,7 +71,7 @@ impl fmt::Display for QuorumError {
 
 impl std::error::Error for QuorumError {}
 
-/// Checks a quorum against the number of voters (DESIGN.md section 3 rule 7).
+/// Checks a quorum against the number of voters (`docs/PROTOCOL.md` section 5.7).
 ///
 /// Returns the warnings (lower-case sentences) to show the operator: one when
 /// `quorum <= voters / 2`, since two disjoint groups of voters could then
@@ -194,7 +194,7 @@ pub struct ProposalStatus {
     pub standing: Standing,
 }
 
-/// What to do now (DESIGN.md section 3 rules 4 and 5).
+/// What to do now (`docs/PROTOCOL.md` sections 5.4 and 5.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// No proposal is eligible.
@@ -260,7 +260,7 @@ impl Engine {
         &self.config
     }
 
-    /// Offers a directive (DESIGN.md section 3 rule 2): it becomes its
+    /// Offers a directive (`docs/PROTOCOL.md` section 5.2): it becomes its
     /// author's current directive if the author is a voter and it supersedes
     /// the current one ([`Directive::supersedes`]).
     ///
@@ -328,7 +328,7 @@ impl Engine {
             .collect()
     }
 
-    /// What to do at `now` (unix seconds), DESIGN.md section 3 rules 3 to 5.
+    /// What to do at `now` (unix seconds), `docs/PROTOCOL.md` sections 4 to 5.5.
     ///
     /// `installed` and `already_done` as in [`Engine::tally`].
     pub fn decide(

@@ -1,5 +1,5 @@
 //! Versions as HyperQube writes them: SemVer 2.0.0 with an optional
-//! lowercase leading `v` (DESIGN.md section 2 `version`, section 3 rule 3).
+//! lowercase leading `v` (`docs/PROTOCOL.md` section 3 `version`, section 4).
 //! The one place a version string is parsed: the directive `version` tag,
 //! `current_version` in the config and the recorded installed version all
 //! go through [`Version::parse`].
@@ -7,10 +7,10 @@
 use std::fmt;
 
 /// A semantic version with an optional leading `v`, as in `current_version`
-/// and the directive `version` tag (design section 2).
+/// and the directive `version` tag (`docs/PROTOCOL.md` section 3).
 ///
 /// Keeps the string as written (`v1.2.3` and `1.2.3` are different strings,
-/// design section 3, rule 3) and its parsed [`semver::Version`] for ordering.
+/// `docs/PROTOCOL.md` section 4) and its parsed [`semver::Version`] for ordering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     text: String,

@@ -1,4 +1,4 @@
-//! Acting on a decision (`docs/PROTOCOL.md`, "Execution"): decide, make
+//! Acting on a decision (`docs/PROTOCOL.md` section 12): decide, make
 //! the `started` record durable, run the hook, journal the outcome, sign the
 //! acknowledgement, hand it to the outbox. Also the acks for runs a crash
 //! interrupted, and the outbox flush.

@@ -1,5 +1,5 @@
-//! Running the operator's hooks under the execution contract (design
-//! section 4).
+//! Running the operator's hooks under the execution contract (`docs/PROTOCOL.md`
+//! section 12).
 //!
 //! [`execute`] runs one `[upgrade]` or `[reboot]` section for a proposal
 //! that won the quorum, in this order:
@@ -80,7 +80,7 @@ const CHUNK_BYTES: usize = 64 * 1024;
 // Environment
 // ---------------------------------------------------------------------------
 
-/// The `QUBE_*` environment of every hook step (design section 4).
+/// The `QUBE_*` environment of every hook step (`docs/PROTOCOL.md` section 12).
 ///
 /// | variable | value |
 /// |---|---|
@@ -501,7 +501,7 @@ async fn spawn_retrying_busy(command: &mut Command) -> io::Result<Child> {
     }
 }
 
-/// Checks SHA-256(artifact) == the voted hash (design section 4).
+/// Checks SHA-256(artifact) == the voted hash (`docs/PROTOCOL.md` section 12).
 ///
 /// # Errors
 /// The outcome error: `hash mismatch`, `artifact missing: PATH`,
@@ -614,8 +614,8 @@ fn bound_error(error: &str) -> String {
     out
 }
 
-/// Runs `hook` for `proposal` under the execution contract (design
-/// section 4) and says what happened; every step runs under
+/// Runs `hook` for `proposal` under the execution contract
+/// (`docs/PROTOCOL.md` section 12) and says what happened; every step runs under
 /// `hook.timeout_secs()` seconds ([`run_step`]).
 ///
 /// Order: `fetch` (if set; failure ends here), the artifact hash check

@@ -1,5 +1,5 @@
-//! The monitor: the privileged half of the agent (`docs/PROTOCOL.md`,
-//! "Process split"; OpenSSH-style privilege separation). It holds the config,
+//! The monitor: the privileged half of the agent (`docs/PROTOCOL.md`
+//! section 9, SECURITY.md; OpenSSH-style privilege separation). It holds the config,
 //! the node key and the state; it runs the quorum engine, the hooks, the
 //! journal, and signs acknowledgements and NIP-42 AUTH events, nothing else.
 //! It trusts nothing the worker says: every message goes through the request

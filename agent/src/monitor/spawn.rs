@@ -1,4 +1,5 @@
-//! Starting the worker (`docs/PROTOCOL.md`, "Process split"): this binary
+//! Starting the worker (`docs/PROTOCOL.md` section 9,
+//! SECURITY.md): this binary
 //! re-executed as `qube-agent worker --port P...`, an empty environment, the
 //! IPC frames on its stdin and stdout, the start parameters as its first
 //! frame. The monitor's side of the channel lives here too: a reader task

@@ -1,4 +1,4 @@
-//! The worker half of the agent (DESIGN.md section 5): relay I/O, parsing,
+//! The worker half of the agent (`docs/PROTOCOL.md` section 9, SECURITY.md): relay I/O, parsing,
 //! verification and filtering. It holds no secret and reads no file of
 //! ours: everything it needs arrives in [`MonitorMessage::Start`].
 //!
@@ -216,7 +216,7 @@ fn parse_own(json: &str) -> Result<Event, crate::Error> {
 }
 
 /// The directive subscription: kind 33321, the voters as authors, `#d` =
-/// the configured d tag (`docs/PROTOCOL.md`, "Subscription").
+/// the configured d tag (`docs/PROTOCOL.md` section 2).
 fn directive_filter(start: &StartParams) -> Filter {
     let mut tags = BTreeMap::new();
     tags.insert('d', vec![start.d_tag.clone()]);
@@ -356,7 +356,7 @@ impl Filtering {
                 return None;
             }
         };
-        // NIP-01 replaceable rule (DESIGN.md section 3 rule 2).
+        // NIP-01 replaceable rule (`docs/PROTOCOL.md` section 5.2).
         if let Some(newest) = self.newest.get(directive.author()) {
             if !directive.supersedes(newest) {
                 return None;

@@ -1,4 +1,4 @@
-//! Confinement of the worker process (DESIGN.md section 5) and hardening of
+//! Confinement of the worker process (`docs/PROTOCOL.md` section 9, SECURITY.md) and hardening of
 //! both processes.
 //!
 //! The worker calls [`confine_worker`] first thing, before the tokio runtime
