@@ -15,8 +15,7 @@ pub use crate::relay::RelayTarget;
 /// Largest frame payload, in bytes: an event (64 KiB) plus JSON quoting.
 pub const MAX_FRAME_BYTES: usize = 192 * 1024;
 
-/// Longest NIP-42 challenge the monitor will sign, in bytes.
-pub const MAX_CHALLENGE_BYTES: usize = 256;
+pub use crate::core::message::MAX_CHALLENGE_BYTES;
 
 /// Worker to monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -476,6 +476,11 @@ impl RelayTask {
                         relay,
                         message: "dropped an event for a subscription we did not open".into(),
                     }
+                } else if !self.filters.iter().any(|f| f.matches(&event)) {
+                    // Cheap before expensive: an event outside what we asked
+                    // for (wrong kind, an author who is not a voter) costs no
+                    // signature check, and no log line per event.
+                    return Ok(());
                 } else {
                     match event.verify() {
                         Ok(event) => RelayEvent::Event { relay, event },

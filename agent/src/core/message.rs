@@ -16,6 +16,19 @@ use crate::core::json::{self, fail, reject_other_types, Any};
 /// Kind of a NIP-42 authentication event (`relay` and `challenge` tags).
 pub const AUTH_KIND: u16 = 22242;
 
+/// Longest NIP-42 challenge the agent will sign, in bytes.
+pub const MAX_CHALLENGE_BYTES: usize = 256;
+
+/// Whether the agent signs an AUTH event for `challenge` (NIP-42): 1 to
+/// [`MAX_CHALLENGE_BYTES`] bytes, no control character. The one rule: the
+/// worker drops a relay's challenge that fails it, and the monitor treats a
+/// worker that forwards one as compromised.
+pub fn is_signable_challenge(challenge: &str) -> bool {
+    !challenge.is_empty()
+        && challenge.len() <= MAX_CHALLENGE_BYTES
+        && !challenge.chars().any(char::is_control)
+}
+
 /// Longest subscription id NIP-01 allows, in bytes.
 pub const MAX_SUBSCRIPTION_ID_BYTES: usize = 64;
 
@@ -347,6 +360,26 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether `event` matches this filter (NIP-01 "filters": every field
+    /// that is set must match; `#x` tag filters need a tag `x` whose value is
+    /// listed). Reads only the event's claimed fields, so it costs no
+    /// signature check: call it before [`UnverifiedEvent::verify`].
+    pub fn matches(&self, event: &crate::core::event::EventData) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&event.id))
+            && (self.authors.is_empty() || self.authors.contains(&event.pubkey))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && self.since.is_none_or(|t| event.created_at >= t)
+            && self.until.is_none_or(|t| event.created_at <= t)
+            && self.tags.iter().all(|(name, values)| {
+                let mut buf = [0u8; 4];
+                let name: &str = name.encode_utf8(&mut buf);
+                let found = event
+                    .tags_named(name)
+                    .any(|t| t.get(1).is_some_and(|v| values.contains(v)));
+                found
+            })
+    }
+
     /// The filter as a JSON object.
     pub fn to_value(&self) -> Value {
         let mut map = serde_json::Map::new();
@@ -435,5 +468,66 @@ impl ClientMessage<'_> {
             ClientMessage::Event(event) => format!("[\"EVENT\",{}]", event.to_json()),
             ClientMessage::Auth(event) => format!("[\"AUTH\",{}]", event.to_json()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event::UnsignedEvent;
+    use crate::core::keys::Keys;
+
+    fn event(n: u8, kind: u16, created_at: u64, d: &str) -> Event {
+        Keys::from_secret_bytes(&[n; 32])
+            .unwrap()
+            .sign(UnsignedEvent {
+                created_at,
+                kind,
+                tags: vec![vec!["d".into(), d.into()]],
+                content: String::new(),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn filter_matches_each_field_and_all_of_them() {
+        let voter = Keys::from_secret_bytes(&[1; 32]).unwrap().public_key();
+        let filter = Filter {
+            kinds: vec![33321],
+            authors: vec![voter],
+            tags: BTreeMap::from([('d', vec!["hyperqube".to_owned()])]),
+            since: Some(100),
+            until: Some(200),
+            ..Filter::default()
+        };
+        assert!(filter.matches(&event(1, 33321, 150, "hyperqube")));
+        assert!(
+            !filter.matches(&event(2, 33321, 150, "hyperqube")),
+            "author"
+        );
+        assert!(!filter.matches(&event(1, 1, 150, "hyperqube")), "kind");
+        assert!(!filter.matches(&event(1, 33321, 150, "other")), "#d");
+        assert!(!filter.matches(&event(1, 33321, 99, "hyperqube")), "since");
+        assert!(!filter.matches(&event(1, 33321, 201, "hyperqube")), "until");
+        let e = event(1, 33321, 150, "hyperqube");
+        let by_id = Filter {
+            ids: vec![e.id],
+            ..Filter::default()
+        };
+        assert!(by_id.matches(&e));
+        assert!(!by_id.matches(&event(1, 33321, 151, "hyperqube")));
+        assert!(Filter::default().matches(&e), "an empty filter matches all");
+    }
+
+    #[test]
+    fn signable_challenges() {
+        assert!(is_signable_challenge("c"));
+        assert!(is_signable_challenge(&"c".repeat(MAX_CHALLENGE_BYTES)));
+        assert!(is_signable_challenge("défi 🎲"));
+        assert!(!is_signable_challenge(""));
+        assert!(!is_signable_challenge(&"c".repeat(MAX_CHALLENGE_BYTES + 1)));
+        assert!(!is_signable_challenge("hello\u{7}"));
+        assert!(!is_signable_challenge("a\tb"));
+        assert!(!is_signable_challenge("\u{9b}"));
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! "Checked" means: the relay index names a configured relay, and the
 //! message's own bounds hold (an AUTH challenge is 1 to
-//! [`MAX_CHALLENGE_BYTES`] bytes with no control character). A forwarded
+//! [`crate::ipc::MAX_CHALLENGE_BYTES`] bytes with no control character). A forwarded
 //! directive is parsed, verified and admitted again
 //! ([`crate::core::admit::admit`]) as if the worker had done nothing; only a
 //! directive dated too far ahead is dropped quietly (the worker read its
@@ -30,7 +30,10 @@ use std::collections::BTreeSet;
 use crate::core::admit::{admit, Authors, Rejection};
 use crate::core::directive::{Directive, DirectiveError, DirectiveRules};
 use crate::core::event::{Event, Limits};
-use crate::ipc::{Enforcement, WorkerMessage, MAX_CHALLENGE_BYTES};
+use crate::core::message::is_signable_challenge;
+#[cfg(test)]
+use crate::ipc::MAX_CHALLENGE_BYTES;
+use crate::ipc::{Enforcement, WorkerMessage};
 
 /// How far the current worker has got (messages it must send once, in
 /// order).
@@ -79,7 +82,7 @@ pub(crate) enum Request {
     Auth {
         /// Relay index, `< relays`.
         relay: usize,
-        /// 1 to [`MAX_CHALLENGE_BYTES`] bytes, no control characters.
+        /// 1 to [`crate::ipc::MAX_CHALLENGE_BYTES`] bytes, no control characters.
         challenge: String,
     },
     /// A relay's answer to a published event.
@@ -160,10 +163,7 @@ pub(crate) fn check(msg: WorkerMessage, permits: &Permits<'_>) -> Result<Request
         }
         WorkerMessage::AuthRequest { relay, challenge } => {
             let relay = relay_index(relay)?;
-            if challenge.is_empty()
-                || challenge.len() > MAX_CHALLENGE_BYTES
-                || challenge.chars().any(char::is_control)
-            {
+            if !is_signable_challenge(&challenge) {
                 return Err(Violation("AUTH challenge out of bounds".into()));
             }
             Ok(Request::Auth { relay, challenge })

@@ -17,7 +17,9 @@ use crate::core::admit::{admit, Authors};
 use crate::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
 use crate::core::error::truncated;
 use crate::core::event::Event;
+use crate::core::message::is_signable_challenge;
 use crate::core::message::Filter;
+use crate::core::text::printable;
 use crate::ipc::{
     self, Enforcement, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES,
 };
@@ -142,6 +144,7 @@ where
         newest: BTreeMap::new(),
         settled: vec![Settled::No; start.relays.len()],
         synced_sent: false,
+        challenge_warned: HashSet::new(),
     };
     let sync_deadline = tokio::time::Instant::now() + SYNC_DEADLINE;
 
@@ -245,6 +248,8 @@ struct Filtering {
     seen: HashSet<[u8; 32]>,
     /// The newest directive forwarded per voter.
     newest: BTreeMap<[u8; 32], Directive>,
+    /// Relays already warned about for an unsignable AUTH challenge.
+    challenge_warned: HashSet<usize>,
 }
 
 impl Filtering {
@@ -276,15 +281,7 @@ impl Filtering {
         match event {
             RelayEvent::Event { relay, event } => self.filter(relay, event),
             RelayEvent::AuthChallenge { relay, challenge } => {
-                if challenge.len() > MAX_CHALLENGE_BYTES {
-                    warn!(
-                        "{}: NIP-42 challenge of {} bytes ignored",
-                        url(relay),
-                        challenge.len()
-                    );
-                    return None;
-                }
-                Some(WorkerMessage::AuthRequest { relay, challenge })
+                self.auth_challenge(relay, challenge, &url(relay))
             }
             RelayEvent::Ok {
                 relay,
@@ -332,6 +329,32 @@ impl Filtering {
                 None
             }
         }
+    }
+
+    /// A relay's NIP-42 challenge: forwarded when the monitor may sign it
+    /// ([`is_signable_challenge`]); otherwise it is the relay's fault,
+    /// dropped here and never forwarded (the monitor would count it as the
+    /// worker's). One warning per relay, then debug lines.
+    fn auth_challenge(
+        &mut self,
+        relay: usize,
+        challenge: String,
+        url: &str,
+    ) -> Option<WorkerMessage> {
+        if is_signable_challenge(&challenge) {
+            return Some(WorkerMessage::AuthRequest { relay, challenge });
+        }
+        let why = format!(
+            "{url}: NIP-42 challenge ignored ({} bytes; must be 1 to {MAX_CHALLENGE_BYTES} without control characters): {}",
+            challenge.len(),
+            printable(&challenge, 64)
+        );
+        if self.challenge_warned.insert(relay) {
+            warn!("{why}; further ones from this relay are logged at debug level");
+        } else {
+            debug!("{why}");
+        }
+        None
     }
 
     fn filter(&mut self, relay: usize, event: Event) -> Option<WorkerMessage> {
@@ -402,6 +425,7 @@ mod tests {
             voters: [voter.public_key()].into_iter().collect(),
             seen: HashSet::new(),
             newest: BTreeMap::new(),
+            challenge_warned: HashSet::new(),
         }
     }
 
@@ -460,5 +484,33 @@ mod tests {
         f.settle(1, Settled::Eose);
         assert_eq!(f.synced(), WorkerMessage::Synced { relays_synced: 2 });
         assert!(f.synced_sent);
+    }
+
+    #[test]
+    fn unsignable_challenges_are_dropped_by_the_worker() {
+        let voter = Keys::generate().unwrap();
+        let mut state = filtering(&voter);
+        for bad in [
+            String::new(),
+            "hello\u{7}".to_owned(),
+            "line\nbreak".to_owned(),
+            "c".repeat(MAX_CHALLENGE_BYTES + 1),
+        ] {
+            assert_eq!(
+                state.auth_challenge(0, bad.clone(), "ws://r"),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert!(state.challenge_warned.contains(&0));
+        // Positive control: the longest signable one is forwarded.
+        let good = "c".repeat(MAX_CHALLENGE_BYTES);
+        assert_eq!(
+            state.auth_challenge(0, good.clone(), "ws://r"),
+            Some(WorkerMessage::AuthRequest {
+                relay: 0,
+                challenge: good
+            })
+        );
     }
 }
