@@ -11,7 +11,7 @@ use super::{Monitor, MonitorError};
 use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
 use crate::core::quorum::Decision;
-use crate::ipc::{self, MonitorMessage};
+use crate::ipc::MonitorMessage;
 use crate::state::journal::{Entry, Journal};
 
 impl Monitor {
@@ -109,7 +109,7 @@ impl Monitor {
         }
         let sources = Ack::sources(&directives);
         self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
-        self.flush_outbox(to_worker, true).await;
+        self.flush_outbox(to_worker, true);
         Ok(())
     }
 
@@ -174,7 +174,7 @@ impl Monitor {
 
     /// Hands queued acks to the worker: all of them with `all`, otherwise
     /// those due for a retry (which are then rescheduled).
-    pub(super) async fn flush_outbox(&mut self, to_worker: &mut ToWorker, all: bool) {
+    pub(super) fn flush_outbox(&mut self, to_worker: &ToWorker, all: bool) {
         if self.options.dry_run {
             return;
         }
@@ -188,7 +188,7 @@ impl Monitor {
             let msg = MonitorMessage::Publish {
                 event: entry.event.to_json(),
             };
-            if ipc::write_message(to_worker, &msg).await.is_err() {
+            if !to_worker.send(msg) {
                 return;
             }
             if !all {

@@ -33,9 +33,7 @@ use crate::core::keys::Keys;
 use crate::core::message::AUTH_KIND;
 use crate::core::quorum::{Engine, Offer};
 use crate::core::text::printable as escape;
-use crate::ipc::{
-    self, Enforcement, IpcError, MonitorMessage, RelayTarget, StartParams, WorkerMessage,
-};
+use crate::ipc::{Enforcement, IpcError, MonitorMessage, RelayTarget, StartParams, WorkerMessage};
 use crate::state::journal::{Entry, Journal};
 use crate::state::{Outbox, StateDir};
 
@@ -249,7 +247,7 @@ impl Monitor {
             self.phase = Phase::Started;
             self.sandbox = None;
             let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
-            self.flush_outbox(&mut to_worker, true).await;
+            self.flush_outbox(&to_worker, true);
             let ended = loop {
                 let wake = self.next_wake();
                 tokio::select! {
@@ -265,8 +263,9 @@ impl Monitor {
                     }
                     () = tokio::time::sleep(wake) => {
                         self.evaluate(&mut to_worker).await?;
-                        self.flush_outbox(&mut to_worker, false).await;
+                        self.flush_outbox(&to_worker, false);
                     }
+                    why = to_worker.failed() => break why,
                     msg = from_worker.recv() => {
                         match msg {
                             None | Some(Err(IpcError::Closed)) => break "worker closed its channel".to_owned(),
@@ -387,11 +386,10 @@ impl Monitor {
                     relay,
                     event: auth.to_json(),
                 };
-                if let Err(e) = ipc::write_message(to_worker, &msg).await {
-                    return Err(violation(format!("cannot reach the worker: {e}")));
-                }
+                // A full queue ends the worker through `ToWorker::failed`.
+                to_worker.send(msg);
                 // Acks refused for want of authentication go out again.
-                self.flush_outbox(to_worker, true).await;
+                self.flush_outbox(to_worker, true);
             }
             Request::PublishResult {
                 relay,
@@ -442,7 +440,7 @@ impl Monitor {
                 let url = self.relay_url(relay);
                 if connected {
                     info!("{url}: connected");
-                    self.flush_outbox(to_worker, true).await;
+                    self.flush_outbox(to_worker, true);
                 } else {
                     debug!("{url}: {}", escape(&detail, 512));
                 }

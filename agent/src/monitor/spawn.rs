@@ -1,17 +1,24 @@
-//! Starting the worker (`docs/PROTOCOL.md` section 9,
-//! SECURITY.md): this binary
-//! re-executed as `qube-agent worker --port P...`, an empty environment, the
-//! IPC frames on its stdin and stdout, the start parameters as its first
-//! frame. The monitor's side of the channel lives here too: a reader task
-//! per worker, so that a half-read frame is never lost to `select!`.
+//! Starting the worker (`docs/PROTOCOL.md` section 9, SECURITY.md): this
+//! binary re-executed as `qube-agent worker --port P...`, an empty
+//! environment, the IPC frames on its stdin and stdout, its stderr a pipe,
+//! the start parameters as its first frame. The worker makes itself a
+//! session and process group leader (`setsid`), so it has no controlling
+//! terminal and stopping it kills every process it started.
+//!
+//! The monitor's side of the channel lives here too, and never waits on the
+//! worker: a reader task per worker (a half-read frame is never lost to
+//! `select!`), a writer task with a bounded queue and a per-frame deadline
+//! ([`ToWorker`]), and a task that relays the worker's stderr to the log,
+//! escaped, bounded per line and rate-limited.
 
 use std::time::Duration;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::core::backoff::Backoff;
+use crate::core::text::printable;
 use crate::ipc::{self, IpcError, MonitorMessage, StartParams, WorkerMessage};
 
 /// Where the worker half runs.
@@ -33,8 +40,138 @@ pub enum WorkerMode {
     InProcess,
 }
 
-/// The channel to the worker.
-pub(crate) type ToWorker = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+/// Frames that may wait for the worker to read them; one more is an
+/// overrun (the worker is not reading), which ends it.
+pub(crate) const TO_WORKER_QUEUE: usize = 512;
+
+/// Longest one frame may take to reach the worker's pipe; longer ends it.
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Longest stderr line of the worker that is logged, bytes; the rest of
+/// the line is cut.
+const STDERR_LINE_BYTES: usize = 1024;
+
+/// Worker stderr lines logged per [`STDERR_WINDOW`]; more are counted and
+/// dropped.
+const STDERR_LINES_PER_WINDOW: u32 = 100;
+
+/// The rate-limit window of the worker's stderr.
+const STDERR_WINDOW: Duration = Duration::from_secs(10);
+
+/// The channel to the worker: a queue drained by a writer task, so the
+/// monitor never blocks on a worker that stops reading.
+pub(crate) struct ToWorker {
+    frames: mpsc::Sender<MonitorMessage>,
+    failure_tx: mpsc::Sender<String>,
+    failure: mpsc::Receiver<String>,
+}
+
+impl ToWorker {
+    /// Queues `msg` for the worker without waiting. `false` when it was not
+    /// queued: the queue is full (reported through [`ToWorker::failed`]) or
+    /// the writer already failed.
+    pub(crate) fn send(&self, msg: MonitorMessage) -> bool {
+        match self.frames.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let _ = self.failure_tx.try_send(format!(
+                    "the worker is not reading its channel ({TO_WORKER_QUEUE} frames queued)"
+                ));
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Resolves when the channel to the worker failed (an overrun, a write
+    /// past [`WRITE_DEADLINE`], an I/O error), with the reason; pending
+    /// forever otherwise.
+    pub(crate) async fn failed(&mut self) -> String {
+        self.failure
+            .recv()
+            .await
+            .unwrap_or_else(|| "the channel to the worker closed".to_owned())
+    }
+}
+
+/// Starts the writer task for `writer`.
+fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(mut writer: W) -> ToWorker {
+    let (frames, mut queue) = mpsc::channel::<MonitorMessage>(TO_WORKER_QUEUE);
+    let (failure_tx, failure) = mpsc::channel(4);
+    let report = failure_tx.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = queue.recv().await {
+            let why =
+                match tokio::time::timeout(WRITE_DEADLINE, ipc::write_message(&mut writer, &msg))
+                    .await
+                {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("cannot write to the worker: {e}"),
+                    Err(_) => format!(
+                        "the worker did not read a frame within {} s",
+                        WRITE_DEADLINE.as_secs()
+                    ),
+                };
+            let _ = report.try_send(why);
+            return;
+        }
+    });
+    ToWorker {
+        frames,
+        failure_tx,
+        failure,
+    }
+}
+
+/// Relays the worker's stderr to the log as `worker: LINE`: control
+/// characters escaped, each line cut at [`STDERR_LINE_BYTES`], at most
+/// [`STDERR_LINES_PER_WINDOW`] lines per [`STDERR_WINDOW`].
+fn spawn_stderr_relay<R: AsyncRead + Unpin + Send + 'static>(stderr: R) {
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::with_capacity(STDERR_LINE_BYTES, stderr);
+        let mut line = Vec::with_capacity(STDERR_LINE_BYTES);
+        let mut window_start = tokio::time::Instant::now();
+        let (mut logged, mut dropped) = (0u32, 0u64);
+        loop {
+            line.clear();
+            // Read one line, keeping at most STDERR_LINE_BYTES of it.
+            let mut cut = false;
+            loop {
+                let chunk = match reader.fill_buf().await {
+                    Ok([]) | Err(_) => return,
+                    Ok(chunk) => chunk,
+                };
+                let (take, end) = match chunk.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i, true),
+                    None => (chunk.len(), false),
+                };
+                let room = STDERR_LINE_BYTES.saturating_sub(line.len());
+                line.extend_from_slice(chunk.get(..take.min(room)).unwrap_or_default());
+                cut |= take > room;
+                let consumed = if end { take.saturating_add(1) } else { take };
+                reader.consume(consumed);
+                if end {
+                    break;
+                }
+            }
+            if window_start.elapsed() >= STDERR_WINDOW {
+                if dropped > 0 {
+                    warn!("worker: {dropped} stderr lines dropped (more than {STDERR_LINES_PER_WINDOW} in {} s)", STDERR_WINDOW.as_secs());
+                }
+                window_start = tokio::time::Instant::now();
+                (logged, dropped) = (0, 0);
+            }
+            if logged >= STDERR_LINES_PER_WINDOW {
+                dropped = dropped.saturating_add(1);
+                continue;
+            }
+            logged += 1;
+            let text = String::from_utf8_lossy(&line);
+            let text = printable(text.trim_end_matches('\r'), STDERR_LINE_BYTES);
+            info!("worker: {text}{}", if cut { " [cut]" } else { "" });
+        }
+    });
+}
 
 /// Frames from the worker, as the reader task decoded them.
 pub(crate) type FromWorker = mpsc::Receiver<Result<WorkerMessage, IpcError>>;
@@ -51,6 +188,14 @@ impl WorkerHandle {
     pub(crate) fn stop(&mut self) {
         match self {
             WorkerHandle::Process(child) => {
+                // The worker leads its own process group (it calls setsid),
+                // so this ends whatever it started too.
+                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 let _ = child.start_kill();
             }
             #[cfg(any(test, feature = "test-support"))]
@@ -74,8 +219,7 @@ pub(crate) fn restart_delay(restarts: u32) -> Duration {
 /// it, its messages and a handle to stop it.
 ///
 /// # Errors
-/// [`IpcError::Io`] when the process cannot be started or the start frame
-/// not written.
+/// [`IpcError::Io`] when the process cannot be started.
 pub(crate) async fn spawn_worker(
     mode: &WorkerMode,
     start: StartParams,
@@ -97,15 +241,18 @@ pub(crate) async fn spawn_worker(
                 .env_clear()
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::inherit())
+                .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
             let mut child = command.spawn().map_err(IpcError::Io)?;
-            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let (Some(stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
                 let _ = child.start_kill();
                 return Err(IpcError::Malformed("worker pipes missing".into()));
             };
-            let mut to_worker: ToWorker = Box::pin(stdin);
-            ipc::write_message(&mut to_worker, &start).await?;
+            spawn_stderr_relay(stderr);
+            let to_worker = spawn_writer(stdin);
+            to_worker.send(start);
             info!("worker started as process {}", child.id().unwrap_or(0));
             Ok((
                 to_worker,
@@ -123,8 +270,8 @@ pub(crate) async fn spawn_worker(
                 }
             });
             let (our_read, our_write) = tokio::io::split(ours);
-            let mut to_worker: ToWorker = Box::pin(our_write);
-            ipc::write_message(&mut to_worker, &start).await?;
+            let to_worker = spawn_writer(our_write);
+            to_worker.send(start);
             Ok((
                 to_worker,
                 spawn_reader(our_read),

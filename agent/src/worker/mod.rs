@@ -32,12 +32,20 @@ const SEEN_IDS_CAP: usize = 16_384;
 pub const SYNC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Entry point of the worker process (`qube-agent worker --port P...`):
+/// starts its own session ([`crate::worker::sandbox::detach_session`]),
 /// confines itself ([`crate::worker::sandbox::confine_worker`]) before any thread
 /// exists, then serves the monitor over stdin and stdout on a
 /// single-threaded runtime. Exit status 0 when the monitor closed the
 /// channel, 1 on an IPC error, 3 when the sandbox could not be applied.
 pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::process::ExitCode {
     use std::process::ExitCode;
+    if let Err(e) = crate::worker::sandbox::detach_session() {
+        if !allow_unsandboxed {
+            tracing::error!("worker: {e}");
+            return ExitCode::from(3);
+        }
+        tracing::error!("worker: {e}; going on (--allow-unsandboxed)");
+    }
     let sandbox = match crate::worker::sandbox::confine_worker(relay_ports, allow_unsandboxed) {
         Ok(report) => {
             match report.landlock {

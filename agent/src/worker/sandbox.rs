@@ -120,6 +120,20 @@ pub fn harden_process() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Makes the calling process the leader of a new session and process group
+/// (`setsid(2)`): it loses any controlling terminal (so no `TIOCSTI` into
+/// the operator's shell), and the monitor can end it and everything it
+/// started with one `killpg`. Call it first, before any thread exists.
+///
+/// # Errors
+/// [`SandboxError::Harden`] when `setsid` fails (the process already leads
+/// a process group).
+pub fn detach_session() -> Result<(), SandboxError> {
+    nix::unistd::setsid()
+        .map(|_| ())
+        .map_err(|e| SandboxError::Harden(format!("setsid: {e}")))
+}
+
 /// Hardens and confines the calling process for the worker role; call it
 /// before any thread is started. `relay_ports` are the TCP ports of the
 /// configured relays.
