@@ -4,7 +4,7 @@
 //! while the agent may be running: they never write, never take the state
 //! lock ([`crate::state::StateDir::lock`]), never create the state directory
 //! or the journal, and never generate a node key
-//! ([`StateDir::open_existing`], [`StateDir::node_public_key`],
+//! (`StateDir::open_existing`, `StateDir::node_public_key`,
 //! [`journal::inspect`]). A state directory that does not exist is
 //! [`ReportError::NoStateDir`].
 //!
