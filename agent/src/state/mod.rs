@@ -41,11 +41,24 @@
 //!   when group or others have any permission on them (as ssh does with
 //!   private keys), when they are not regular files, and when they are owned
 //!   by a uid other than ours or root's. Secret bytes are only held in
-//!   [`Zeroizing`] buffers, and no error carries any part of a key.
+//!   [`Zeroizing`](zeroize::Zeroizing) buffers, and no error carries any
+//!   part of a key.
+//!
+//! # Files
+//! This file holds the directory itself: opening and checking it, the lock,
+//! atomic writes and bounded reads, and [`StateError`]. Each kind of state
+//! has its own file, adding its methods to [`StateDir`]: `node_key.rs` (the
+//! node key, [`KeyOrigin`]), `directives.rs` (the current directives),
+//! `installed.rs` (the installed version) and `outbox.rs` ([`Outbox`],
+//! [`backoff_secs`]); the journal is [`crate::state::journal`].
 
 pub mod journal;
 
-use std::collections::BTreeSet;
+mod directives;
+mod installed;
+mod node_key;
+mod outbox;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -53,17 +66,14 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use zeroize::{Zeroize, Zeroizing};
 
-use crate::config::{NodeKeySource, Version};
-use crate::core::admit::{admit, Authors, Rejection};
-use crate::core::backoff::Backoff;
-use crate::core::directive::{Directive, DirectiveRules};
 use crate::core::error::truncated;
-use crate::core::event::{Event, Limits};
-use crate::core::keys::Keys;
+
+pub use node_key::KeyOrigin;
+pub use outbox::{
+    backoff_secs, Outbox, OutboxEntry, ACK_KIND, MAX_OUTBOX_ENTRIES, OUTBOX_INITIAL_BACKOFF_SECS,
+    OUTBOX_MAX_BACKOFF_SECS,
+};
 
 /// The largest state file read or written, in bytes (16 MiB).
 pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -82,43 +92,11 @@ pub const LOCK_FILE: &str = "lock";
 /// File where the running agent records worker restarts and the sandbox
 /// state for `status` (JSON, best effort).
 pub const RUNTIME_FILE: &str = "runtime.json";
-/// Event kind of a HyperQube acknowledgement (DESIGN.md section 2).
-pub const ACK_KIND: u16 = 3333;
-/// Most acks kept in the outbox; pushing one more drops the oldest (with a
-/// warning). 200 acks of at most 64 KiB stay below [`MAX_STATE_FILE_BYTES`].
-pub const MAX_OUTBOX_ENTRIES: usize = 200;
-/// Delay after the first failed publication of an ack, in seconds.
-pub const OUTBOX_INITIAL_BACKOFF_SECS: u64 = 5;
-/// Longest delay between two publications of an ack, in seconds (one hour).
-pub const OUTBOX_MAX_BACKOFF_SECS: u64 = 3600;
 
-/// Longest key file or environment value read: 64 hex chars plus trailing
-/// whitespace, in bytes.
-const MAX_KEY_TEXT_BYTES: usize = 128;
-/// Longest `installed_version` file, in bytes.
-const MAX_VERSION_FILE_BYTES: u64 = 1024;
 /// Prefix of the temporary files of atomic writes.
 const TEMP_PREFIX: &str = ".tmp-qube-";
 /// Longest text from a state file quoted in an error, in bytes.
 const MAX_QUOTED: usize = 80;
-
-/// Where a node key was read from, for error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyOrigin {
-    /// A key file (`node.key` in the state directory, or `node_key = PATH`).
-    File(PathBuf),
-    /// The environment variable named by `node_key = "env:VAR"`.
-    Env(String),
-}
-
-impl fmt::Display for KeyOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyOrigin::File(path) => write!(f, "key file {}", path.display()),
-            KeyOrigin::Env(var) => write!(f, "environment variable {var}"),
-        }
-    }
-}
 
 /// Why the state could not be read or written.
 ///
@@ -200,7 +178,8 @@ pub enum StateError {
         kind: u16,
     },
     /// An ack pushed to the [`Outbox`] is larger than an event may be
-    /// ([`Limits::max_event_bytes`]), so it could not be read back.
+    /// ([`Limits::max_event_bytes`](crate::core::event::Limits::max_event_bytes)),
+    /// so it could not be read back.
     AckTooLarge {
         /// Its JSON length, in bytes.
         len: usize,
@@ -395,7 +374,7 @@ impl StateDir {
     /// # Errors
     /// [`StateError::Io`] when it cannot be opened (kind `NotFound` when it
     /// does not exist); [`StateError::NotADirectory`].
-    pub fn open_existing(path: impl AsRef<Path>) -> Result<StateDir, StateError> {
+    pub(crate) fn open_existing(path: impl AsRef<Path>) -> Result<StateDir, StateError> {
         let path = path.as_ref().to_path_buf();
         let dir = File::open(&path).map_err(io_error("open directory", &path))?;
         let meta = dir.metadata().map_err(io_error("stat", &path))?;
@@ -542,282 +521,6 @@ impl StateDir {
         }
         Ok(Some(bytes))
     }
-
-    // -----------------------------------------------------------------------
-    // Node key
-    // -----------------------------------------------------------------------
-
-    /// The node key (DESIGN.md section 6).
-    ///
-    /// * `None`: `node.key` in the state directory; generated at first start
-    ///   (OS randomness, written atomically without ever replacing an
-    ///   existing file, mode 0600, 64 lower-case hex chars and a newline).
-    /// * `Some(File(path))`: that file, which must exist (never generated).
-    /// * `Some(Env(var))`: the value of environment variable `var`. The
-    ///   caller must remove `var` from the environment of every child it
-    ///   spawns (the worker, the hooks): this function cannot.
-    ///
-    /// A key file must be a regular file owned by us or by root, with no
-    /// permission for group or others. The key text is 64 hex characters
-    /// (either case) followed by optional ASCII whitespace.
-    ///
-    /// # Errors
-    /// [`StateError::KeyPermissions`] (the message advises `chmod 600
-    /// FILE`), [`StateError::NotOwned`], [`StateError::NotARegularFile`],
-    /// [`StateError::MalformedKey`], [`StateError::InvalidKey`],
-    /// [`StateError::EnvKeyUnset`], [`StateError::KeyGeneration`],
-    /// [`StateError::Io`]. None of them holds key material.
-    pub fn node_key(&self, source: Option<&NodeKeySource>) -> Result<Keys, StateError> {
-        match source {
-            None => {
-                let path = self.path.join(NODE_KEY_FILE);
-                match load_key_file(&path) {
-                    Err(StateError::Io { source, .. })
-                        if source.kind() == io::ErrorKind::NotFound =>
-                    {
-                        self.generate_node_key(&path)
-                    }
-                    other => other,
-                }
-            }
-            Some(NodeKeySource::File(path)) => load_key_file(path),
-            Some(NodeKeySource::Env(var)) => load_key_env(var),
-        }
-    }
-
-    /// The node's 32-byte x-only public key, read without generating or
-    /// writing anything (for `status`): from the same source and with the
-    /// same checks as [`StateDir::node_key`]. The secret is only held in
-    /// zeroizing memory while the public key is derived.
-    ///
-    /// `Ok(None)` when `source` is `None` and `node.key` does not exist yet
-    /// (the agent has not started).
-    ///
-    /// # Errors
-    /// As [`StateDir::node_key`], except that nothing is generated. None of
-    /// them holds key material.
-    pub fn node_public_key(
-        &self,
-        source: Option<&NodeKeySource>,
-    ) -> Result<Option<[u8; 32]>, StateError> {
-        let keys = match source {
-            None => match load_key_file(&self.path.join(NODE_KEY_FILE)) {
-                Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    return Ok(None)
-                }
-                other => other?,
-            },
-            Some(NodeKeySource::File(path)) => load_key_file(path)?,
-            Some(NodeKeySource::Env(var)) => load_key_env(var)?,
-        };
-        Ok(Some(keys.public_key()))
-    }
-
-    /// Generates `node.key` at first start; if another process created it
-    /// meanwhile, loads that one.
-    fn generate_node_key(&self, path: &Path) -> Result<Keys, StateError> {
-        let keys = Keys::generate().map_err(|_| StateError::KeyGeneration)?;
-        let secret = Zeroizing::new(keys.secret_bytes());
-        let mut text = Zeroizing::new([0u8; 65]);
-        if let Some((newline, hex_part)) = text.split_last_mut() {
-            *newline = b'\n';
-            hex::encode_to_slice(secret.as_slice(), hex_part)
-                .map_err(|_| StateError::KeyGeneration)?;
-        }
-        let tmp = self.temp_file_with(&*text)?;
-        match tmp.persist_noclobber(path) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                return load_key_file(path);
-            }
-            Err(e) => return Err(io_error("create", path)(e.error)),
-        }
-        fsync_dir(&self.path)?;
-        tracing::info!(
-            "generated a new node key in {} (public key {})",
-            path.display(),
-            hex::encode(keys.public_key())
-        );
-        Ok(keys)
-    }
-
-    // -----------------------------------------------------------------------
-    // Current directives
-    // -----------------------------------------------------------------------
-
-    /// Persists the current directives (DESIGN.md section 3 rule 2) to
-    /// `directives.json`, atomically: a JSON array of the signed events
-    /// exactly as [`crate::core::event::EventData::to_json`] prints them, one per
-    /// line. Accepts a slice or [`crate::core::quorum::Engine::directives`].
-    ///
-    /// # Errors
-    /// As [`StateDir::write_atomic`].
-    pub fn save_directives<'a>(
-        &self,
-        directives: impl IntoIterator<Item = &'a Directive>,
-    ) -> Result<(), StateError> {
-        let mut out = String::from("[");
-        for (i, directive) in directives.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('\n');
-            out.push_str(&directive.event().to_json());
-        }
-        out.push_str("\n]\n");
-        self.write_atomic(DIRECTIVES_FILE, out.as_bytes())
-    }
-
-    /// Loads and re-verifies the persisted directives.
-    ///
-    /// Each event is parsed and verified again ([`Event::from_json`] with the
-    /// default [`Limits`]) and admitted ([`admit`]: its author is in
-    /// `voters`, 32-byte x-only keys, and it follows `rules` at `now`, unix
-    /// seconds; expired directives are kept, they still supersede older
-    /// ones). Anything else is dropped, and the second element of the
-    /// result says what and why, one sentence per dropped entry. A missing
-    /// file is an empty state.
-    ///
-    /// # Errors
-    /// [`StateError::Corrupt`] when the file is not a JSON array;
-    /// [`StateError::TooLarge`]; [`StateError::Io`].
-    pub fn load_directives(
-        &self,
-        rules: &DirectiveRules,
-        now: u64,
-        voters: &BTreeSet<[u8; 32]>,
-    ) -> Result<(Vec<Directive>, Vec<String>), StateError> {
-        let path = self.path.join(DIRECTIVES_FILE);
-        let Some(bytes) = self.read_file(DIRECTIVES_FILE, MAX_STATE_FILE_BYTES)? else {
-            return Ok((Vec::new(), Vec::new()));
-        };
-        let raw: Vec<&RawValue> =
-            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let limits = Limits::default();
-        let mut directives = Vec::new();
-        let mut warnings = Vec::new();
-        for (i, raw) in raw.into_iter().enumerate() {
-            let what = format!("{}: entry {}", path.display(), i.saturating_add(1));
-            let event = match Event::from_json(raw.get().as_bytes(), &limits) {
-                Ok(event) => event,
-                Err(e) => {
-                    warnings.push(format!("{what}: dropped, it does not verify: {e}"));
-                    continue;
-                }
-            };
-            let id = event.id_hex();
-            match admit(event, rules, Authors::Only(voters), now) {
-                Ok(directive) => directives.push(directive),
-                Err(Rejection::NotAVoter { author }) => warnings.push(format!(
-                    "{what}: dropped directive {id}, its author {} is not a voter",
-                    hex::encode(author)
-                )),
-                Err(e) => warnings.push(format!(
-                    "{what}: dropped directive {id}, it no longer counts: {e}"
-                )),
-            }
-        }
-        Ok((directives, warnings))
-    }
-
-    // -----------------------------------------------------------------------
-    // Installed version
-    // -----------------------------------------------------------------------
-
-    /// The installed version recorded by [`StateDir::set_installed_version`],
-    /// exactly as written (`v1.2.3` or `1.2.3`); `None` when none is
-    /// recorded.
-    ///
-    /// # Errors
-    /// [`StateError::Corrupt`] when the file is not a semantic version with
-    /// an optional leading `v` and a newline; [`StateError::TooLarge`] over
-    /// 1 KiB; [`StateError::Io`].
-    pub fn installed_version(&self) -> Result<Option<String>, StateError> {
-        let Some(bytes) = self.read_file(INSTALLED_VERSION_FILE, MAX_VERSION_FILE_BYTES)? else {
-            return Ok(None);
-        };
-        let corrupt = |reason: String| StateError::Corrupt {
-            path: self.path.join(INSTALLED_VERSION_FILE),
-            reason,
-        };
-        let text = String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8".to_owned()))?;
-        let version = text.strip_suffix('\n').unwrap_or(&text);
-        Version::parse(version).map_err(|e| {
-            corrupt(format!(
-                "{:?} is not a semantic version: {e}",
-                truncated(version, MAX_QUOTED)
-            ))
-        })?;
-        Ok(Some(version.to_owned()))
-    }
-
-    /// Records the installed version (semantic version, optional leading
-    /// `v`, kept exactly as given), atomically.
-    ///
-    /// # Errors
-    /// [`StateError::InvalidVersion`]; as [`StateDir::write_atomic`].
-    pub fn set_installed_version(&self, version: &str) -> Result<(), StateError> {
-        Version::parse(version).map_err(|e| StateError::InvalidVersion {
-            version: truncated(version, MAX_QUOTED),
-            reason: e.to_string(),
-        })?;
-        self.write_atomic(INSTALLED_VERSION_FILE, format!("{version}\n").as_bytes())
-    }
-
-    // -----------------------------------------------------------------------
-    // Outbox
-    // -----------------------------------------------------------------------
-
-    /// Loads the ack outbox from `outbox.json` (empty when missing).
-    ///
-    /// Every event is verified again and must be an ack (kind 3333).
-    ///
-    /// # Errors
-    /// [`StateError::Corrupt`] when the file does not parse, an event does
-    /// not verify or is not an ack, or an event appears twice;
-    /// [`StateError::TooLarge`]; [`StateError::Io`].
-    pub fn outbox(&self) -> Result<Outbox, StateError> {
-        let mut outbox = Outbox {
-            dir: self.clone(),
-            entries: Vec::new(),
-        };
-        let Some(bytes) = self.read_file(OUTBOX_FILE, MAX_STATE_FILE_BYTES)? else {
-            return Ok(outbox);
-        };
-        let corrupt = |reason: String| StateError::Corrupt {
-            path: self.path.join(OUTBOX_FILE),
-            reason,
-        };
-        let raw: Vec<RawOutboxEntry<'_>> =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        let limits = Limits::default();
-        for (i, entry) in raw.into_iter().enumerate() {
-            let n = i.saturating_add(1);
-            let event = Event::from_json(entry.event.get().as_bytes(), &limits)
-                .map_err(|e| corrupt(format!("entry {n}: {e}")))?;
-            if event.kind != ACK_KIND {
-                return Err(corrupt(format!(
-                    "entry {n}: kind {} is not an acknowledgement",
-                    event.kind
-                )));
-            }
-            if outbox.entries.iter().any(|e| e.event.id == event.id) {
-                return Err(corrupt(format!(
-                    "entry {n}: event {} appears twice",
-                    event.id_hex()
-                )));
-            }
-            outbox.entries.push(OutboxEntry {
-                event,
-                attempts: entry.attempts,
-                next_attempt_at: entry.next_attempt_at,
-            });
-        }
-        Ok(outbox)
-    }
 }
 
 /// Opens a file for reading without blocking on a FIFO.
@@ -843,337 +546,9 @@ fn fsync_dir(dir: &Path) -> Result<(), StateError> {
         .map_err(io_error("fsync directory", dir))
 }
 
-/// Loads a key file after checking its type, owner and permissions on the
-/// open handle.
-fn load_key_file(path: &Path) -> Result<Keys, StateError> {
-    let mut file = open_for_read(path).map_err(io_error("open", path))?;
-    let meta = file.metadata().map_err(io_error("stat", path))?;
-    if !meta.is_file() {
-        return Err(StateError::NotARegularFile(path.to_path_buf()));
-    }
-    let euid = nix::unistd::geteuid().as_raw();
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(StateError::NotOwned {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            euid,
-        });
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(StateError::KeyPermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let origin = || KeyOrigin::File(path.to_path_buf());
-    // A fixed buffer and no std read_to_end: no reallocation or stack probe
-    // leaves a copy of the secret behind.
-    let mut text = Zeroizing::new([0u8; MAX_KEY_TEXT_BYTES]);
-    let mut filled = 0usize;
-    while let Some(spare) = text.get_mut(filled..).filter(|s| !s.is_empty()) {
-        match file.read(spare) {
-            Ok(0) => break,
-            Ok(n) => filled = filled.saturating_add(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_error("read", path)(e)),
-        }
-    }
-    if filled == MAX_KEY_TEXT_BYTES {
-        let mut probe = [0u8; 1];
-        if file.read(&mut probe).map_err(io_error("read", path))? > 0 {
-            probe.zeroize();
-            return Err(StateError::MalformedKey(origin()));
-        }
-    }
-    let bytes = text.get(..filled).unwrap_or_default();
-    keys_from_text(bytes).map_err(|problem| problem.with(origin()))
-}
-
-/// Loads the key from environment variable `var`.
-fn load_key_env(var: &str) -> Result<Keys, StateError> {
-    let origin = || KeyOrigin::Env(var.to_owned());
-    let value = match std::env::var(var) {
-        Ok(value) => Zeroizing::new(value),
-        Err(std::env::VarError::NotPresent) => return Err(StateError::EnvKeyUnset(var.to_owned())),
-        Err(std::env::VarError::NotUnicode(value)) => {
-            let mut bytes = std::os::unix::ffi::OsStringExt::into_vec(value);
-            bytes.zeroize();
-            return Err(StateError::MalformedKey(origin()));
-        }
-    };
-    if value.is_empty() {
-        return Err(StateError::EnvKeyUnset(var.to_owned()));
-    }
-    if value.len() > MAX_KEY_TEXT_BYTES {
-        return Err(StateError::MalformedKey(origin()));
-    }
-    keys_from_text(value.as_bytes()).map_err(|problem| problem.with(origin()))
-}
-
-/// What is wrong with a key text, before the origin is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyTextProblem {
-    Malformed,
-    Invalid,
-}
-
-impl KeyTextProblem {
-    fn with(self, origin: KeyOrigin) -> StateError {
-        match self {
-            KeyTextProblem::Malformed => StateError::MalformedKey(origin),
-            KeyTextProblem::Invalid => StateError::InvalidKey(origin),
-        }
-    }
-}
-
-/// Parses 64 hex characters (either case) followed by optional ASCII
-/// whitespace into keys. Never copies the text outside zeroizing memory, and
-/// the error says nothing about the content.
-fn keys_from_text(text: &[u8]) -> Result<Keys, KeyTextProblem> {
-    let trimmed = match text.iter().rposition(|b| !b.is_ascii_whitespace()) {
-        Some(last) => text.get(..=last).unwrap_or_default(),
-        None => &[],
-    };
-    if trimmed.len() != 64 {
-        return Err(KeyTextProblem::Malformed);
-    }
-    let mut secret = Zeroizing::new([0u8; 32]);
-    // The hex error would name the offending (secret) character: dropped.
-    hex::decode_to_slice(trimmed, &mut *secret).map_err(|_| KeyTextProblem::Malformed)?;
-    Keys::from_secret_bytes(&secret).ok_or(KeyTextProblem::Invalid)
-}
-
-// ---------------------------------------------------------------------------
-// Outbox
-// ---------------------------------------------------------------------------
-
-/// One queued acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    /// The signed ack (kind 3333).
-    pub event: Event,
-    /// Failed publication rounds so far.
-    pub attempts: u32,
-    /// When to try again, unix seconds; due when `now >= next_attempt_at`.
-    pub next_attempt_at: u64,
-}
-
-/// How an entry of `outbox.json` is read.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutboxEntry<'a> {
-    #[serde(borrow)]
-    event: &'a RawValue,
-    attempts: u32,
-    next_attempt_at: u64,
-}
-
-/// The ack outbox (DESIGN.md section 4): each ack stays queued until at
-/// least one relay answered `OK true` for it, persisted in `outbox.json`.
-///
-/// Every change is written atomically before the method returns; if the
-/// write fails the in-memory queue is left unchanged too. Retries back off
-/// exponentially ([`backoff_secs`]). Get one with [`StateDir::outbox`].
-#[derive(Debug)]
-pub struct Outbox {
-    dir: StateDir,
-    entries: Vec<OutboxEntry>,
-}
-
-/// Delay before retrying an ack that failed `attempts` times, in seconds:
-/// 0 for 0 attempts, then 5 s doubling each time (5, 10, 20, ... 2560) up to
-/// a cap of [`OUTBOX_MAX_BACKOFF_SECS`] (3600 s) from the 11th failure on.
-pub fn backoff_secs(attempts: u32) -> u64 {
-    OUTBOX_BACKOFF.delay(attempts).as_secs()
-}
-
-/// The outbox's retry schedule.
-const OUTBOX_BACKOFF: Backoff = Backoff {
-    initial: std::time::Duration::from_secs(OUTBOX_INITIAL_BACKOFF_SECS),
-    max: std::time::Duration::from_secs(OUTBOX_MAX_BACKOFF_SECS),
-};
-
-impl Outbox {
-    /// Queues a signed ack, due at once (`next_attempt_at = now`, unix
-    /// seconds, 0 attempts). Pushing an event already queued changes
-    /// nothing. When [`MAX_OUTBOX_ENTRIES`] are queued, the oldest is dropped
-    /// with a warning.
-    ///
-    /// # Errors
-    /// [`StateError::NotAnAck`] unless kind 3333; [`StateError::AckTooLarge`]
-    /// over [`Limits::max_event_bytes`]; as [`StateDir::write_atomic`].
-    pub fn push(&mut self, event: Event, now: u64) -> Result<(), StateError> {
-        if event.kind != ACK_KIND {
-            return Err(StateError::NotAnAck { kind: event.kind });
-        }
-        let len = event.to_json().len();
-        let max = Limits::default().max_event_bytes;
-        if len > max {
-            return Err(StateError::AckTooLarge { len, max });
-        }
-        if self.entries.iter().any(|e| e.event.id == event.id) {
-            return Ok(());
-        }
-        let mut entries = self.entries.clone();
-        if entries.len() >= MAX_OUTBOX_ENTRIES {
-            let dropped = entries.remove(0);
-            tracing::warn!(
-                "outbox full ({MAX_OUTBOX_ENTRIES} acks): dropped the oldest ack {}",
-                dropped.event.id_hex()
-            );
-        }
-        entries.push(OutboxEntry {
-            event,
-            attempts: 0,
-            next_attempt_at: now,
-        });
-        self.commit(entries)
-    }
-
-    /// The entries due at `now` (unix seconds): `next_attempt_at <= now`, in
-    /// queue order.
-    pub fn due(&self, now: u64) -> Vec<OutboxEntry> {
-        self.entries
-            .iter()
-            .filter(|e| e.next_attempt_at <= now)
-            .cloned()
-            .collect()
-    }
-
-    /// The earliest `next_attempt_at` (unix seconds), when a retry timer
-    /// should fire; `None` when the outbox is empty.
-    pub fn next_attempt_at(&self) -> Option<u64> {
-        self.entries.iter().map(|e| e.next_attempt_at).min()
-    }
-
-    /// Records a failed publication round of ack `id` at `now` (unix
-    /// seconds): one more attempt, next try at `now + backoff_secs(attempts)`.
-    /// Returns false (and writes nothing) when `id` is not queued.
-    ///
-    /// # Errors
-    /// As [`StateDir::write_atomic`].
-    pub fn mark_failed(&mut self, id: &[u8; 32], now: u64) -> Result<bool, StateError> {
-        let mut entries = self.entries.clone();
-        let Some(entry) = entries.iter_mut().find(|e| &e.event.id == id) else {
-            return Ok(false);
-        };
-        entry.attempts = entry.attempts.saturating_add(1);
-        entry.next_attempt_at = now.saturating_add(backoff_secs(entry.attempts));
-        self.commit(entries)?;
-        Ok(true)
-    }
-
-    /// Removes ack `id` once a relay answered `OK true` for it. Returns
-    /// false (and writes nothing) when it is not queued.
-    ///
-    /// # Errors
-    /// As [`StateDir::write_atomic`].
-    pub fn remove(&mut self, id: &[u8; 32]) -> Result<bool, StateError> {
-        let before = self.entries.len();
-        let entries: Vec<OutboxEntry> = self
-            .entries
-            .iter()
-            .filter(|e| &e.event.id != id)
-            .cloned()
-            .collect();
-        if entries.len() == before {
-            return Ok(false);
-        }
-        self.commit(entries)?;
-        Ok(true)
-    }
-
-    /// Every queued entry, oldest first.
-    pub fn entries(&self) -> &[OutboxEntry] {
-        &self.entries
-    }
-
-    /// Number of queued acks.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no ack is queued.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Writes `entries` atomically, then makes them the queue.
-    fn commit(&mut self, entries: Vec<OutboxEntry>) -> Result<(), StateError> {
-        let mut out = String::from("[");
-        for (i, entry) in entries.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str("\n{\"event\":");
-            out.push_str(&entry.event.to_json());
-            out.push_str(&format!(
-                ",\"attempts\":{},\"next_attempt_at\":{}}}",
-                entry.attempts, entry.next_attempt_at
-            ));
-        }
-        out.push_str("\n]\n");
-        self.dir.write_atomic(OUTBOX_FILE, out.as_bytes())?;
-        self.entries = entries;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_from_five_seconds_to_an_hour() {
-        let delays: Vec<u64> = (0..=13).map(backoff_secs).collect();
-        assert_eq!(
-            delays,
-            [0, 5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]
-        );
-        assert_eq!(backoff_secs(u32::MAX), 3600);
-    }
-
-    #[test]
-    fn key_text_accepts_hex_of_either_case_and_trailing_whitespace() {
-        let lower = "01".repeat(32);
-        for text in [
-            lower.clone(),
-            format!("{lower}\n"),
-            format!("{lower}\r\n"),
-            lower.to_uppercase(),
-        ] {
-            let keys = keys_from_text(text.as_bytes()).unwrap();
-            assert_eq!(keys.secret_bytes(), [1u8; 32]);
-        }
-    }
-
-    #[test]
-    fn key_text_problems() {
-        let lower = "01".repeat(32);
-        for text in [
-            String::new(),
-            lower[..62].to_owned(),
-            format!("{lower}00"),
-            format!(" {lower}"),
-            format!("{}zz", &lower[..62]),
-            format!("{lower}\nextra"),
-        ] {
-            assert_eq!(
-                keys_from_text(text.as_bytes()).err(),
-                Some(KeyTextProblem::Malformed),
-                "{text:?}"
-            );
-        }
-        assert_eq!(
-            keys_from_text("00".repeat(32).as_bytes()).err(),
-            Some(KeyTextProblem::Invalid)
-        );
-        assert_eq!(
-            keys_from_text("ff".repeat(32).as_bytes()).err(),
-            Some(KeyTextProblem::Invalid)
-        );
-    }
 
     #[test]
     fn file_names_must_be_plain() {
@@ -1187,29 +562,6 @@ mod tests {
         }
         state.write_atomic("plain", b"x").unwrap();
     }
-
-    #[test]
-    fn installed_version_file_is_validated() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::open(dir.path().join("s")).unwrap();
-        assert_eq!(state.installed_version().unwrap(), None);
-        state.set_installed_version("v1.2.3").unwrap();
-        assert_eq!(
-            state.installed_version().unwrap().as_deref(),
-            Some("v1.2.3")
-        );
-        assert_eq!(
-            fs::read_to_string(state.path().join(INSTALLED_VERSION_FILE)).unwrap(),
-            "v1.2.3\n"
-        );
-        let err = state.set_installed_version("latest").unwrap_err();
-        assert!(matches!(err, StateError::InvalidVersion { .. }), "{err}");
-        fs::write(state.path().join(INSTALLED_VERSION_FILE), "1.2\n").unwrap();
-        let err = state.installed_version().unwrap_err();
-        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains("refusing to start"), "{err}");
-    }
-
     #[test]
     fn oversized_state_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
