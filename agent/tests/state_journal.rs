@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use qube_agent::config::NodeKeySource;
@@ -116,21 +116,35 @@ fn state_dir_path_that_is_a_file_is_refused() {
 
 #[test]
 fn state_dir_owned_by_another_uid_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: changing a directory's owner needs root");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    fs::create_dir(&path).unwrap();
-    set_mode(&path, 0o700);
-    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    let euid = nix::unistd::geteuid();
+    // Root (as in CI) gives a fresh directory away; an unprivileged user
+    // cannot, so it points the agent at `/`, which exists and belongs to
+    // another uid. Either way the refusal comes before any change.
+    let (path, owner) = if euid.is_root() {
+        let path = dir.path().join("state");
+        fs::create_dir(&path).unwrap();
+        set_mode(&path, 0o700);
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        (path, 4242)
+    } else {
+        let path = PathBuf::from("/");
+        let owner = fs::metadata(&path).unwrap().uid();
+        assert_ne!(
+            owner,
+            euid.as_raw(),
+            "this uid owns /: no directory of another uid to test with"
+        );
+        (path, owner)
+    };
+    let before = mode(&path);
     let err = StateDir::open(&path).unwrap_err();
     assert!(
-        matches!(err, StateError::NotOwned { owner: 4242, .. }),
+        matches!(err, StateError::NotOwned { owner: o, .. } if o == owner),
         "{err}"
     );
     assert!(err.to_string().contains("refusing to use it"), "{err}");
+    assert_eq!(mode(&path), before);
 }
 
 #[test]
