@@ -63,7 +63,7 @@ fn check(path: &Path) -> (i32, String, String) {
 
 #[test]
 fn good_config_exits_0_with_normalized_output() {
-    let file = temp_file("good.toml", &good_config());
+    let file = temp_file("good.toml", good_config());
     let (code, stdout, stderr) = check(file.path());
     assert_eq!(code, 0, "stderr: {stderr}");
     assert_eq!(stderr, "");
