@@ -10,8 +10,8 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use nostr::prelude::{EventBuilder, FinalizeEvent, Kind, Tag, Timestamp};
-use qube_agent::{Event, Limits};
+use qube_agent::{Event, Keys, Limits};
+use qube_e2e::directive;
 use secp256k1::{schnorr, XOnlyPublicKey, SECP256K1};
 
 /// Events per iteration: directive-shaped, with escapes in the content.
@@ -20,25 +20,16 @@ const EVENTS: usize = 100;
 fn fixtures() -> Vec<String> {
     (0..EVENTS)
         .map(|i| {
-            let keys = nostr::prelude::Keys::generate();
-            let hash = "ab".repeat(32);
-            let tags = [
-                vec!["d", "hyperqube"],
-                vec!["action", "upgrade"],
-                vec!["version", "v1.2.3"],
-                vec!["hash", &hash],
-                vec!["network", "hqz"],
-                vec!["expiration", "1900000000"],
-            ];
-            EventBuilder::new(
-                Kind::from(33321),
-                format!("Upgrade to v1.2.3 (\"Aurora\")\nrelease #{i}\tsee notes"),
-            )
-            .tags(tags.iter().map(|t| Tag::parse(t.clone()).unwrap()))
-            .custom_created_at(Timestamp::from_secs(1_700_000_000 + i as u64))
-            .finalize(&keys)
-            .unwrap()
-            .as_json()
+            directive()
+                .version("v1.2.3")
+                .hash(&"ab".repeat(32))
+                .expiration(1_900_000_000)
+                .created_at(1_700_000_000 + i as u64)
+                .content(&format!(
+                    "Upgrade to v1.2.3 (\"Aurora\")\nrelease #{i}\tsee notes"
+                ))
+                .sign(&Keys::generate().unwrap())
+                .to_json()
         })
         .collect()
 }

@@ -564,5 +564,23 @@ mod tests {
             .iter()
             .any(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256));
         assert!(config.alpn_protocols.is_empty());
+        // The verifier really holds every webpki root (the fallback branch
+        // has none). rustls exposes the store only through Debug, as
+        // `RootCertStore { roots: "(N roots)" }`; a change of that format
+        // fails here rather than passing.
+        let shown = format!("{config:?}");
+        let counts: Vec<usize> = shown
+            .match_indices("RootCertStore { roots: \"(")
+            .filter_map(|(at, m)| {
+                let rest = shown.get(at + m.len()..)?;
+                rest.split(' ').next()?.parse().ok()
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [webpki_roots::TLS_SERVER_ROOTS.len()],
+            "root stores in {shown}"
+        );
+        assert!(webpki_roots::TLS_SERVER_ROOTS.len() > 100);
     }
 }

@@ -10,8 +10,10 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+use qube_e2e::temp_file;
 
 const GEORGE: &str = "npub1sr47j9awvw2xa0m4w770dr2rl7ylzq4xt9k5rel3h4h58sc3mjysx6pj64";
 const ALICE_HEX: &str = "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4e";
@@ -43,24 +45,6 @@ timeout_secs = 60
     )
 }
 
-/// A config file in the temporary directory, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, contents: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("qube-agent-cli-test-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qube-agent"))
         .args(args)
@@ -79,8 +63,8 @@ fn check(path: &Path) -> (i32, String, String) {
 
 #[test]
 fn good_config_exits_0_with_normalized_output() {
-    let file = TempFile::new("good.toml", &good_config());
-    let (code, stdout, stderr) = check(&file.0);
+    let file = temp_file("good.toml", good_config());
+    let (code, stdout, stderr) = check(file.path());
     assert_eq!(code, 0, "stderr: {stderr}");
     assert_eq!(stderr, "");
     for expected in [
@@ -103,8 +87,8 @@ fn good_config_exits_0_with_normalized_output() {
     }
     assert!(!stdout.contains(ALICE_HEX));
     // The output is itself a valid config that normalizes to itself.
-    let again = TempFile::new("again.toml", &stdout);
-    let (code, stdout2, _) = check(&again.0);
+    let again = temp_file("again.toml", &stdout);
+    let (code, stdout2, _) = check(again.path());
     assert_eq!(code, 0);
     assert_eq!(stdout2, stdout);
 }

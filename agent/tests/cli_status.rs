@@ -17,11 +17,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use qube_agent::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
 use qube_agent::core::nip19::encode_npub;
 use qube_agent::state::journal::{Journal, Status};
-use qube_agent::state::{StateDir, ACK_KIND, NODE_KEY_FILE};
-use qube_agent::{Event, Keys, UnsignedEvent};
+use qube_agent::state::{StateDir, NODE_KEY_FILE};
+use qube_agent::Keys;
+use qube_e2e::{ack, directive, keys};
 use serde_json::Value;
 
 const NOW: u64 = 1_700_000_000;
@@ -29,61 +29,8 @@ const HASH_A: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0
 const HASH_B: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
 const NAMES: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
-fn keys(n: u8) -> Keys {
-    Keys::from_secret_bytes(&[n; 32]).unwrap()
-}
-
 fn npub(n: u8) -> String {
     encode_npub(&keys(n).public_key())
-}
-
-/// A signed upgrade directive by key `n`, with `extra` tags.
-fn directive(
-    n: u8,
-    created_at: u64,
-    version: &str,
-    hash: &str,
-    extra: &[(&str, &str)],
-) -> Directive {
-    let tags: Vec<Vec<String>> = [
-        ("d", "hyperqube"),
-        ("action", "upgrade"),
-        ("version", version),
-        ("hash", hash),
-        ("network", "hqz"),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| vec![(*k).to_owned(), (*v).to_owned()])
-    .collect();
-    let event = keys(n)
-        .sign(UnsignedEvent {
-            created_at,
-            kind: DIRECTIVE_KIND,
-            tags,
-            content: format!("upgrade to {version}"),
-        })
-        .unwrap();
-    Directive::from_event_including_expired(event, &DirectiveRules::new("hqz"), NOW).unwrap()
-}
-
-/// A signed ack by `node`.
-fn ack(node: &Keys, version: &str) -> Event {
-    node.sign(UnsignedEvent {
-        created_at: NOW + 120,
-        kind: ACK_KIND,
-        tags: [
-            ("version", version),
-            ("network", "hqz"),
-            ("action", "upgrade"),
-            ("status", "success"),
-        ]
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), (*v).to_owned()])
-        .collect(),
-        content: format!("upgraded to {version}"),
-    })
-    .unwrap()
 }
 
 /// A temporary directory with `state/` (made by the library) and
@@ -208,9 +155,21 @@ fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
 fn journaled_fixture() -> (Fixture, Keys) {
     let f = Fixture::new(3, 2);
     let node = f.state.node_key(None).unwrap();
-    let a = directive(1, NOW, "v1.2.3", HASH_A, &[]);
-    let b = directive(2, NOW + 10, "v1.2.3", HASH_A, &[]);
-    let c = directive(3, NOW + 20, "v1.4.0", HASH_B, &[]);
+    let a = directive()
+        .created_at(NOW)
+        .version("v1.2.3")
+        .hash(HASH_A)
+        .sign_directive(&keys(1), NOW);
+    let b = directive()
+        .created_at(NOW + 10)
+        .version("v1.2.3")
+        .hash(HASH_A)
+        .sign_directive(&keys(2), NOW);
+    let c = directive()
+        .created_at(NOW + 20)
+        .version("v1.4.0")
+        .hash(HASH_B)
+        .sign_directive(&keys(3), NOW);
     f.state.save_directives([&a, &b, &c]).unwrap();
     let mut journal = Journal::open(f.journal_path()).unwrap();
     let ids = [a.event().id, b.event().id];
@@ -224,7 +183,10 @@ fn journaled_fixture() -> (Fixture, Keys) {
     f.state
         .outbox()
         .unwrap()
-        .push(ack(&node, "v1.2.3"), NOW + 120)
+        .push(
+            ack().created_at(NOW + 120).version("v1.2.3").sign(&node),
+            NOW + 120,
+        )
         .unwrap();
     (f, node)
 }
@@ -348,7 +310,11 @@ fn status_shows_only_the_last_ten_journal_records() {
     let f = Fixture::new(3, 2);
     let mut journal = Journal::open(f.journal_path()).unwrap();
     for minor in 0..6u64 {
-        let d = directive(1, NOW, &format!("v1.{minor}.0"), HASH_A, &[]);
+        let d = directive()
+            .created_at(NOW)
+            .version(&format!("v1.{minor}.0"))
+            .hash(HASH_A)
+            .sign_directive(&keys(1), NOW);
         let seq = journal
             .append_started(d.proposal(), &[d.event().id], NOW + minor)
             .unwrap();
@@ -376,10 +342,26 @@ fn status_shows_only_the_last_ten_journal_records() {
 fn conflict_is_an_explicit_line_in_text_and_a_standing_in_json() {
     let f = Fixture::new(4, 2);
     let ds = [
-        directive(1, NOW, "v1.3.0", HASH_A, &[]),
-        directive(2, NOW, "v1.3.0", HASH_A, &[]),
-        directive(3, NOW, "v1.3.0", HASH_B, &[]),
-        directive(4, NOW, "v1.3.0", HASH_B, &[]),
+        directive()
+            .created_at(NOW)
+            .version("v1.3.0")
+            .hash(HASH_A)
+            .sign_directive(&keys(1), NOW),
+        directive()
+            .created_at(NOW)
+            .version("v1.3.0")
+            .hash(HASH_A)
+            .sign_directive(&keys(2), NOW),
+        directive()
+            .created_at(NOW)
+            .version("v1.3.0")
+            .hash(HASH_B)
+            .sign_directive(&keys(3), NOW),
+        directive()
+            .created_at(NOW)
+            .version("v1.3.0")
+            .hash(HASH_B)
+            .sign_directive(&keys(4), NOW),
     ];
     f.state.save_directives(&ds).unwrap();
 
@@ -428,8 +410,16 @@ fn conflict_is_an_explicit_line_in_text_and_a_standing_in_json() {
 /// Journal with three records: started v1.2.3, its success, started v1.3.0.
 fn three_record_journal(f: &Fixture) {
     let mut journal = Journal::open(f.journal_path()).unwrap();
-    let a = directive(1, NOW, "v1.2.3", HASH_A, &[]);
-    let b = directive(1, NOW, "v1.3.0", HASH_A, &[]);
+    let a = directive()
+        .created_at(NOW)
+        .version("v1.2.3")
+        .hash(HASH_A)
+        .sign_directive(&keys(1), NOW);
+    let b = directive()
+        .created_at(NOW)
+        .version("v1.3.0")
+        .hash(HASH_A)
+        .sign_directive(&keys(1), NOW);
     let seq = journal
         .append_started(a.proposal(), &[a.event().id], NOW + 60)
         .unwrap();
@@ -540,7 +530,11 @@ fn torn_last_line_is_reported_with_its_line_and_offset() {
 fn no_journal_yet_exits_0_and_nothing_is_created() {
     let f = Fixture::new(3, 2);
     f.state
-        .save_directives([&directive(1, NOW, "v1.2.3", HASH_A, &[])])
+        .save_directives([&directive()
+            .created_at(NOW)
+            .version("v1.2.3")
+            .hash(HASH_A)
+            .sign_directive(&keys(1), NOW)])
         .unwrap();
     let before = snapshot(&f.state_path());
 
@@ -630,14 +624,17 @@ fn unreadable_node_key_is_unknown_and_never_printed() {
 fn expired_directive_is_shown_and_not_counted() {
     let f = Fixture::new(3, 2);
     let ds = [
-        directive(1, NOW, "v1.2.3", HASH_A, &[]),
-        directive(
-            2,
-            NOW,
-            "v1.2.3",
-            HASH_A,
-            &[("expiration", &(NOW + 500).to_string())],
-        ),
+        directive()
+            .created_at(NOW)
+            .version("v1.2.3")
+            .hash(HASH_A)
+            .sign_directive(&keys(1), NOW),
+        directive()
+            .created_at(NOW)
+            .version("v1.2.3")
+            .hash(HASH_A)
+            .expiration(NOW + 500)
+            .sign_directive(&keys(2), NOW),
     ];
     f.state.save_directives(&ds).unwrap();
     let (code, out, _) = f.run(&["status"]);

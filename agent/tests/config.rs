@@ -17,6 +17,7 @@ use qube_agent::config::{
     MAX_CONFIG_BYTES,
 };
 use qube_agent::core::nip19::{self, Nip19Error};
+use qube_e2e::temp_file;
 
 /// The npub of design section 7.
 const GEORGE: &str = "npub1sr47j9awvw2xa0m4w770dr2rl7ylzq4xt9k5rel3h4h58sc3mjysx6pj64";
@@ -116,26 +117,6 @@ fn toml_error(text: &str) -> (String, Option<usize>) {
 /// The 1-based line of the first line of `text` containing `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap() + 1
-}
-
-/// A file in the temporary directory, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, contents: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "qube-agent-config-test-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn key(hex_key: &str) -> [u8; 32] {
@@ -820,15 +801,15 @@ fn relative_state_dir_rejected() {
 
 #[test]
 fn load_names_the_file() {
-    let file = TempFile::new(
+    let file = temp_file(
         "bad-quorum.toml",
         edit("quorum = 2", "quorum = 9").as_bytes(),
     );
-    let err = Config::load(&file.0).unwrap_err();
-    assert_eq!(err.file(), Some(file.0.as_path()));
+    let err = Config::load(file.path()).unwrap_err();
+    assert_eq!(err.file(), Some(file.path()));
     let shown = err.to_string();
     assert!(
-        shown.starts_with(&format!("config file {}, line 2:", file.0.display())),
+        shown.starts_with(&format!("config file {}, line 2:", file.path().display())),
         "{shown}"
     );
     assert!(shown.contains("hint: set 1 <= quorum"), "{shown}");
@@ -836,7 +817,8 @@ fn load_names_the_file() {
 
 #[test]
 fn load_missing_file() {
-    let path = std::env::temp_dir().join("qube-agent-config-test-does-not-exist.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("does-not-exist.toml");
     let err = Config::load(&path).unwrap_err();
     assert!(matches!(
         err.kind(),
@@ -854,8 +836,8 @@ fn load_missing_file() {
 fn load_refuses_oversized_file() {
     let mut big = sample().into_bytes();
     big.resize(usize::try_from(MAX_CONFIG_BYTES).unwrap() + 1, b'\n');
-    let file = TempFile::new("big.toml", &big);
-    let err = Config::load(&file.0).unwrap_err();
+    let file = temp_file("big.toml", &big);
+    let err = Config::load(file.path()).unwrap_err();
     assert_eq!(
         *err.kind(),
         ConfigErrorKind::TooLarge {
@@ -864,16 +846,16 @@ fn load_refuses_oversized_file() {
     );
     // Exactly at the limit is fine.
     big.pop();
-    let file = TempFile::new("limit.toml", &big);
-    assert!(Config::load(&file.0).is_ok());
+    let file = temp_file("limit.toml", &big);
+    assert!(Config::load(file.path()).is_ok());
 }
 
 #[test]
 fn load_refuses_non_utf8() {
     let mut bytes = b"network = \"hq".to_vec();
     bytes.push(0xff);
-    let file = TempFile::new("latin1.toml", &bytes);
-    let err = Config::load(&file.0).unwrap_err();
+    let file = temp_file("latin1.toml", &bytes);
+    let err = Config::load(file.path()).unwrap_err();
     assert_eq!(*err.kind(), ConfigErrorKind::NotUtf8 { offset: 13 });
 }
 
@@ -881,10 +863,10 @@ fn load_refuses_non_utf8() {
 #[test]
 fn load_warns_when_writable_by_others() {
     use std::os::unix::fs::PermissionsExt;
-    let file = TempFile::new("mode.toml", sample().as_bytes());
-    std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let (_, warnings) = Config::load(&file.0).unwrap();
+    let file = temp_file("mode.toml", sample().as_bytes());
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_, warnings) = Config::load(file.path()).unwrap();
     assert_eq!(warnings, vec![Warning::WritableByOthers { mode: 0o666 }]);
-    std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(Config::load(&file.0).unwrap().1, vec![]);
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(Config::load(file.path()).unwrap().1, vec![]);
 }

@@ -10,27 +10,19 @@
 )]
 
 use qube_agent::{
-    Error, Event, Field, HexProblem, Keys, Limits, TagProblem, UnsignedEvent, UnverifiedEvent,
+    Error, Event, Field, HexProblem, Limits, TagProblem, UnsignedEvent, UnverifiedEvent,
 };
+use qube_e2e::{directive, keys};
 use serde_json::{json, Value};
 
-fn keys(byte: u8) -> Keys {
-    Keys::from_secret_bytes(&[byte; 32]).unwrap()
-}
-
+/// A valid event: a directive with only its `d`, `action` and `version`
+/// tags, and a quote and a newline in its content.
 fn signed() -> Event {
-    keys(1)
-        .sign(UnsignedEvent {
-            created_at: 1_700_000_000,
-            kind: 33321,
-            tags: vec![
-                vec!["d".into(), "hyperqube".into()],
-                vec!["action".into(), "upgrade".into()],
-                vec!["version".into(), "v1.2.3".into()],
-            ],
-            content: "upgrade to v1.2.3 \"now\"\n".into(),
-        })
-        .unwrap()
+    directive()
+        .without_tag("hash")
+        .without_tag("network")
+        .content("upgrade to v1.2.3 \"now\"\n")
+        .sign(&keys(1))
 }
 
 fn value() -> Value {

@@ -17,35 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nostr_relay_builder::prelude::{LocalRelay, RelayBuilder};
-use qube_agent::relay::{RelayEvent, RelayOptions, RelayPool, RelayTarget};
-use qube_agent::{Event, Filter, Keys, UnsignedEvent};
-
-fn target(url: &str) -> RelayTarget {
-    let rest = url.strip_prefix("ws://").unwrap().trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':').unwrap();
-    RelayTarget {
-        url: url.trim_end_matches('/').to_owned(),
-        host: host.to_owned(),
-        port: port.parse().unwrap(),
-        tls: false,
-    }
-}
-
-fn directive(keys: &Keys, version: &str) -> Event {
-    keys.sign(UnsignedEvent {
-        created_at: qube_agent::now(),
-        kind: 33321,
-        tags: vec![
-            vec!["d".into(), "hyperqube".into()],
-            vec!["action".into(), "upgrade".into()],
-            vec!["version".into(), version.into()],
-            vec!["hash".into(), "ab".repeat(32)],
-            vec!["network".into(), "hqz".into()],
-        ],
-        content: format!("upgrade to {version}"),
-    })
-    .unwrap()
-}
+use qube_agent::relay::{RelayEvent, RelayOptions, RelayPool};
+use qube_agent::{Filter, Keys};
+use qube_e2e::{directive, keys, target};
 
 async fn next(
     rx: &mut tokio::sync::mpsc::Receiver<RelayEvent>,
@@ -95,7 +69,7 @@ async fn sigkill_during_the_hook_never_runs_it_twice_and_acks_interrupted() {
         .to_owned();
 
     let dir = tempfile::tempdir().unwrap();
-    let node = Keys::from_secret_bytes(&[42; 32]).unwrap();
+    let node = keys(42);
     let key_file = dir.path().join("node.key");
     std::fs::write(&key_file, hex::encode(node.secret_bytes())).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -112,9 +86,7 @@ async fn sigkill_during_the_hook_never_runs_it_twice_and_acks_interrupted() {
     )
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let gov: Vec<Keys> = (1..=3)
-        .map(|n| Keys::from_secret_bytes(&[n; 32]).unwrap())
-        .collect();
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
     let mut config = format!(
         "network = \"hqz\"\nquorum = 2\nrelays = [\"{url}\"]\nstate_dir = {:?}\nnode_key = {:?}\nnode_id = \"killed\"\n",
         dir.path().join("state"),
@@ -146,7 +118,11 @@ async fn sigkill_during_the_hook_never_runs_it_twice_and_acks_interrupted() {
     );
     next(&mut rx, |e| matches!(e, RelayEvent::EndOfStored { .. })).await;
     for g in &gov[..2] {
-        let d = directive(g, "v1.2.3");
+        let d = directive()
+            .created_at(qube_agent::now())
+            .version("v1.2.3")
+            .hash(&"ab".repeat(32))
+            .sign(g);
         pool.publish(&d);
         next(
             &mut rx,

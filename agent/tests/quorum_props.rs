@@ -10,9 +10,10 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use qube_agent::core::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
+use qube_agent::core::directive::{Action, Directive, Proposal};
 use qube_agent::core::quorum::{Decision, Engine, Offer, QuorumConfig};
-use qube_agent::{Keys, UnsignedEvent};
+use qube_agent::Keys;
+use qube_e2e::{directive, keys, EventBuilder};
 
 const NOW: u64 = 1_700_000_000;
 /// Size of the fixed key pool: secret keys [1; 32] ..= [5; 32].
@@ -37,56 +38,48 @@ const MENU: [(&str, &str, usize); 8] = [
 ];
 const INSTALLED: [&str; 3] = ["1.0.0", "1.2.3", "2.0.0"];
 
-fn keys(i: u8) -> Keys {
-    Keys::from_secret_bytes(&[i + 1; 32]).unwrap()
+/// Key `i` of the pool (0-based): secret key `[i + 1; 32]`.
+fn pool_key(i: u8) -> Keys {
+    keys(i + 1)
 }
 
 fn pubkey(i: u8) -> [u8; 32] {
-    keys(i).public_key()
+    pool_key(i).public_key()
 }
 
-fn rules() -> DirectiveRules {
-    DirectiveRules::new("hqz")
-}
-
-fn tags(menu: usize, expiration: Option<u64>) -> Vec<Vec<String>> {
+/// MENU entry `menu`, with an `expiration` tag if given.
+fn menu_directive(menu: usize, expiration: Option<u64>) -> EventBuilder {
     let (action, version, hash) = MENU[menu];
-    tags_for(action, version, HASHES[hash], expiration)
+    proposal_directive(action, version, HASHES[hash], expiration)
 }
 
-fn tags_for(action: &str, version: &str, hash: &str, expiration: Option<u64>) -> Vec<Vec<String>> {
-    let mut tags = vec![
-        vec!["d".to_owned(), "hyperqube".to_owned()],
-        vec!["action".to_owned(), action.to_owned()],
-        vec!["version".to_owned(), version.to_owned()],
-        vec!["hash".to_owned(), hash.to_owned()],
-        vec!["network".to_owned(), "hqz".to_owned()],
-    ];
+/// A directive for this proposal; a reboot gets its genesis URL and
+/// deadline, then comes the expiration if given.
+fn proposal_directive(
+    action: &str,
+    version: &str,
+    hash: &str,
+    expiration: Option<u64>,
+) -> EventBuilder {
+    let mut builder = directive().action(action).version(version).hash(hash);
     if action == "reboot" {
-        tags.push(vec![
-            "genesis_url".to_owned(),
-            "https://g.example/genesis.json".to_owned(),
-        ]);
-        tags.push(vec!["required_by".to_owned(), (NOW + 3600).to_string()]);
+        builder = builder
+            .genesis_url("https://g.example/genesis.json")
+            .required_by(NOW + 3600);
     }
     if let Some(expiration) = expiration {
-        tags.push(vec!["expiration".to_owned(), expiration.to_string()]);
+        builder = builder.expiration(expiration);
     }
-    tags
+    builder
 }
 
 /// Signs and validates a directive as of NOW (expired ones kept, as the
 /// monitor does so that they still supersede).
-fn signed(key: u8, created_at: u64, tags: Vec<Vec<String>>, note: u8) -> Directive {
-    let event = keys(key)
-        .sign(UnsignedEvent {
-            created_at,
-            kind: DIRECTIVE_KIND,
-            tags,
-            content: format!("directive {note}"),
-        })
-        .unwrap();
-    Directive::from_event_including_expired(event, &rules(), NOW).unwrap()
+fn signed(key: u8, created_at: u64, builder: EventBuilder, note: u8) -> Directive {
+    builder
+        .created_at(created_at)
+        .content(&format!("directive {note}"))
+        .sign_directive(&pool_key(key), NOW)
 }
 
 /// One generated directive.
@@ -112,7 +105,7 @@ impl Spec {
         signed(
             self.key,
             NOW - 10 + self.age,
-            tags(self.menu, expiration),
+            menu_directive(self.menu, expiration),
             self.note,
         )
     }
@@ -163,7 +156,9 @@ impl Setup {
 
 fn menu_proposal(menu: usize) -> Proposal {
     // Any spec signed with this menu entry carries exactly this proposal.
-    signed(0, NOW - 100, tags(menu, None), 0).proposal().clone()
+    signed(0, NOW - 100, menu_directive(menu, None), 0)
+        .proposal()
+        .clone()
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -296,7 +291,11 @@ fn ids(engine: &Engine) -> Vec<([u8; 32], [u8; 32])> {
 
 /// Every voter votes for one of `choices` (by index); `quorum` needed.
 /// Checks that only voters with the very same tuple add up.
-fn check_split_vote(choices: &[usize], quorum: usize, tags_of: impl Fn(usize) -> Vec<Vec<String>>) {
+fn check_split_vote(
+    choices: &[usize],
+    quorum: usize,
+    directive_of: impl Fn(usize) -> EventBuilder,
+) {
     let setup = Setup {
         voters: (0..POOL).collect(),
         quorum,
@@ -308,7 +307,7 @@ fn check_split_vote(choices: &[usize], quorum: usize, tags_of: impl Fn(usize) ->
     let directives: Vec<Directive> = choices
         .iter()
         .zip(0..POOL)
-        .map(|(&choice, key)| signed(key, NOW - 10, tags_of(choice), 0))
+        .map(|(&choice, key)| signed(key, NOW - 10, directive_of(choice), 0))
         .collect();
     let mut counts = std::collections::BTreeMap::<usize, usize>::new();
     for &c in choices {
@@ -448,8 +447,8 @@ proptest! {
         let voter = *voter.get(&setup.voters);
         let mut engine = setup.engine(background.iter().map(Spec::sign));
         // Background directives are dated NOW - 10 ..= NOW - 7.
-        let old = signed(voter, NOW - 30 + old_age, tags(old_menu, None), 1);
-        let new = signed(voter, NOW, tags(new_menu, None), 2);
+        let old = signed(voter, NOW - 30 + old_age, menu_directive(old_menu, None), 1);
+        let new = signed(voter, NOW, menu_directive(new_menu, None), 2);
         engine.offer(old.clone());
         let before = engine.current(&pubkey(voter)).cloned();
         let offered = engine.offer(new.clone());
@@ -490,7 +489,7 @@ proptest! {
         choices in prop::collection::vec(0..HASHES.len(), POOL as usize),
         quorum in 1..=POOL as usize,
     ) {
-        check_split_vote(&choices, quorum, |c| tags_for("upgrade", "1.2.3", HASHES[c], None));
+        check_split_vote(&choices, quorum, |c| proposal_directive("upgrade", "1.2.3", HASHES[c], None));
     }
 
     /// Rule 3: `v1.2.3` and `1.2.3` are different proposals: they never add
@@ -501,7 +500,7 @@ proptest! {
         quorum in 1..=POOL as usize,
     ) {
         check_split_vote(&choices, quorum, |c| {
-            tags_for("upgrade", ["1.2.3", "v1.2.3"][c], HASHES[0], None)
+            proposal_directive("upgrade", ["1.2.3", "v1.2.3"][c], HASHES[0], None)
         });
     }
 }

@@ -12,25 +12,20 @@
 
 use std::collections::BTreeMap;
 
-use qube_agent::{ClientMessage, Error, Event, Filter, Keys, Limits, RelayMessage, UnsignedEvent};
+use qube_agent::{ClientMessage, Error, Event, Filter, Limits, RelayMessage};
+use qube_e2e::keys;
 
 fn parse(text: &str) -> Result<RelayMessage, Error> {
     RelayMessage::from_json(text.as_bytes(), &Limits::default())
 }
 
+/// A NIP-42 AUTH event.
 fn event() -> Event {
-    Keys::from_secret_bytes(&[9; 32])
-        .unwrap()
-        .sign(UnsignedEvent {
-            created_at: 1_700_000_000,
-            kind: 22242,
-            tags: vec![
-                vec!["relay".into(), "wss://relay.example".into()],
-                vec!["challenge".into(), "c1".into()],
-            ],
-            content: String::new(),
-        })
-        .unwrap()
+    qube_e2e::event(22242)
+        .created_at(1_700_000_000)
+        .tag("relay", "wss://relay.example")
+        .tag("challenge", "c1")
+        .sign(&keys(9))
 }
 
 #[test]

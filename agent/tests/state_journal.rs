@@ -13,19 +13,18 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use qube_agent::config::NodeKeySource;
-use qube_agent::core::directive::{Action, Directive, DirectiveRules, Proposal, DIRECTIVE_KIND};
+use qube_agent::core::directive::{Action, DirectiveRules, Proposal};
 use qube_agent::state::journal::{
     self, Corruption, Entry, Journal, JournalError, Status, GENESIS_PREV,
 };
 use qube_agent::state::{
-    backoff_secs, StateDir, StateError, ACK_KIND, DIRECTIVES_FILE, LOCK_FILE, NODE_KEY_FILE,
-    OUTBOX_FILE,
+    backoff_secs, StateDir, StateError, DIRECTIVES_FILE, LOCK_FILE, NODE_KEY_FILE, OUTBOX_FILE,
 };
-use qube_agent::{Event, Keys, UnsignedEvent};
+use qube_e2e::{ack, directive, keys, EventBuilder};
 
 const NOW: u64 = 1_700_000_000;
 const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
@@ -38,59 +37,9 @@ fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn keys(n: u8) -> Keys {
-    Keys::from_secret_bytes(&[n; 32]).unwrap()
-}
-
-fn tags(pairs: &[(&str, &str)]) -> Vec<Vec<String>> {
-    pairs
-        .iter()
-        .map(|(k, v)| vec![(*k).to_owned(), (*v).to_owned()])
-        .collect()
-}
-
-/// A signed upgrade directive by key `n`.
-fn directive_event(n: u8, created_at: u64, version: &str) -> Event {
-    keys(n)
-        .sign(UnsignedEvent {
-            created_at,
-            kind: DIRECTIVE_KIND,
-            tags: tags(&[
-                ("d", "hyperqube"),
-                ("action", "upgrade"),
-                ("version", version),
-                ("hash", HASH),
-                ("network", "hqz"),
-            ]),
-            content: "upgrade the fleet".to_owned(),
-        })
-        .unwrap()
-}
-
-fn directive(n: u8, created_at: u64, version: &str) -> Directive {
-    Directive::from_event_including_expired(
-        directive_event(n, created_at, version),
-        &DirectiveRules::new("hqz"),
-        NOW,
-    )
-    .unwrap()
-}
-
-/// A signed ack (kind 3333) by the node key.
-fn ack(version: &str) -> Event {
-    keys(9)
-        .sign(UnsignedEvent {
-            created_at: NOW,
-            kind: ACK_KIND,
-            tags: tags(&[
-                ("version", version),
-                ("network", "hqz"),
-                ("action", "upgrade"),
-                ("status", "success"),
-            ]),
-            content: format!("upgraded to {version}"),
-        })
-        .unwrap()
+/// The directives of these tests: upgrades to HASH, signed with this content.
+fn upgrade() -> EventBuilder {
+    directive().hash(HASH).content("upgrade the fleet")
 }
 
 fn proposal(version: &str) -> Proposal {
@@ -167,21 +116,35 @@ fn state_dir_path_that_is_a_file_is_refused() {
 
 #[test]
 fn state_dir_owned_by_another_uid_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: changing a directory's owner needs root");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state");
-    fs::create_dir(&path).unwrap();
-    set_mode(&path, 0o700);
-    nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+    let euid = nix::unistd::geteuid();
+    // Root (as in CI) gives a fresh directory away; an unprivileged user
+    // cannot, so it points the agent at `/`, which exists and belongs to
+    // another uid. Either way the refusal comes before any change.
+    let (path, owner) = if euid.is_root() {
+        let path = dir.path().join("state");
+        fs::create_dir(&path).unwrap();
+        set_mode(&path, 0o700);
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        (path, 4242)
+    } else {
+        let path = PathBuf::from("/");
+        let owner = fs::metadata(&path).unwrap().uid();
+        assert_ne!(
+            owner,
+            euid.as_raw(),
+            "this uid owns /: no directory of another uid to test with"
+        );
+        (path, owner)
+    };
+    let before = mode(&path);
     let err = StateDir::open(&path).unwrap_err();
     assert!(
-        matches!(err, StateError::NotOwned { owner: 4242, .. }),
+        matches!(err, StateError::NotOwned { owner: o, .. } if o == owner),
         "{err}"
     );
     assert!(err.to_string().contains("refusing to use it"), "{err}");
+    assert_eq!(mode(&path), before);
 }
 
 #[test]
@@ -381,8 +344,14 @@ fn voters(ns: &[u8]) -> BTreeSet<[u8; 32]> {
 fn directives_round_trip() {
     let (_dir, state) = state();
     let saved = vec![
-        directive(1, NOW - 10, "v1.2.3"),
-        directive(2, NOW - 5, "1.2.3"),
+        upgrade()
+            .created_at(NOW - 10)
+            .version("v1.2.3")
+            .sign_directive(&keys(1), NOW),
+        upgrade()
+            .created_at(NOW - 5)
+            .version("1.2.3")
+            .sign_directive(&keys(2), NOW),
     ];
     state.save_directives(&saved).unwrap();
     let path = state.path().join(DIRECTIVES_FILE);
@@ -416,8 +385,14 @@ fn directives_round_trip() {
 fn tampered_saved_directive_is_dropped_with_a_warning() {
     let (_dir, state) = state();
     let saved = vec![
-        directive(1, NOW - 10, "v1.2.3"),
-        directive(2, NOW - 5, "v1.2.3"),
+        upgrade()
+            .created_at(NOW - 10)
+            .version("v1.2.3")
+            .sign_directive(&keys(1), NOW),
+        upgrade()
+            .created_at(NOW - 5)
+            .version("v1.2.3")
+            .sign_directive(&keys(2), NOW),
     ];
     state.save_directives(&saved).unwrap();
     let path = state.path().join(DIRECTIVES_FILE);
@@ -440,30 +415,22 @@ fn tampered_saved_directive_is_dropped_with_a_warning() {
 #[test]
 fn saved_directives_that_no_longer_count_are_dropped_with_warnings() {
     let (_dir, state) = state();
-    let expired_tags = tags(&[
-        ("d", "hyperqube"),
-        ("action", "upgrade"),
-        ("version", "1.0.0"),
-        ("hash", HASH),
-        ("network", "hqz"),
-        ("expiration", &(NOW - 1).to_string()),
-    ]);
-    let expired = Directive::from_event_including_expired(
-        keys(3)
-            .sign(UnsignedEvent {
-                created_at: NOW - 100,
-                kind: DIRECTIVE_KIND,
-                tags: expired_tags,
-                content: "old".into(),
-            })
-            .unwrap(),
-        &DirectiveRules::new("hqz"),
-        NOW,
-    )
-    .unwrap();
+    let expired = directive()
+        .created_at(NOW - 100)
+        .version("1.0.0")
+        .hash(HASH)
+        .expiration(NOW - 1)
+        .content("old")
+        .sign_directive(&keys(3), NOW);
     let saved = vec![
-        directive(1, NOW - 10, "1.0.0"),
-        directive(2, NOW - 10, "1.0.0"),
+        upgrade()
+            .created_at(NOW - 10)
+            .version("1.0.0")
+            .sign_directive(&keys(1), NOW),
+        upgrade()
+            .created_at(NOW - 10)
+            .version("1.0.0")
+            .sign_directive(&keys(2), NOW),
         expired.clone(),
     ];
     state.save_directives(&saved).unwrap();
@@ -541,8 +508,8 @@ fn outbox_backs_off_and_removes_acknowledged_acks() {
     let (_dir, state) = state();
     let mut outbox = state.outbox().unwrap();
     assert!(outbox.is_empty());
-    let a = ack("v1.0.0");
-    let b = ack("v2.0.0");
+    let a = ack().created_at(NOW).version("v1.0.0").sign(&keys(9));
+    let b = ack().created_at(NOW).version("v2.0.0").sign(&keys(9));
     outbox.push(a.clone(), NOW).unwrap();
     outbox.push(b.clone(), NOW).unwrap();
     outbox.push(a.clone(), NOW + 1).unwrap(); // already queued: no change
@@ -590,11 +557,16 @@ fn outbox_accepts_only_acks_and_refuses_a_corrupt_file() {
     let (_dir, state) = state();
     let mut outbox = state.outbox().unwrap();
     let err = outbox
-        .push(directive_event(1, NOW, "1.0.0"), NOW)
+        .push(
+            upgrade().created_at(NOW).version("1.0.0").sign(&keys(1)),
+            NOW,
+        )
         .unwrap_err();
     assert!(matches!(err, StateError::NotAnAck { kind: 33321 }), "{err}");
     assert!(outbox.is_empty());
-    outbox.push(ack("v1.0.0"), NOW).unwrap();
+    outbox
+        .push(ack().created_at(NOW).version("v1.0.0").sign(&keys(9)), NOW)
+        .unwrap();
 
     let path = state.path().join(OUTBOX_FILE);
     let text = fs::read_to_string(&path).unwrap();

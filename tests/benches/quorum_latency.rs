@@ -77,7 +77,10 @@ async fn main() {
     for round in 0..ROUNDS {
         let version = format!("v1.0.{round}");
         let created = base + round as u64;
-        let first = directive(&gov[0], created, &version, HASH, "hqz");
+        let first = directive()
+            .created_at(created)
+            .version(&version)
+            .sign(&gov[0]);
         pool.publish(&first);
         wait_for(&mut rx, Duration::from_secs(10), |e| match e {
             RelayEvent::Ok { event_id, .. } if *event_id == first.id => Some(()),
@@ -86,7 +89,10 @@ async fn main() {
         .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let second = directive(&gov[1], created, &version, HASH, "hqz");
+        let second = directive()
+            .created_at(created)
+            .version(&version)
+            .sign(&gov[1]);
         let sent = nanos_now();
         pool.publish(&second);
         let ok = wait_for(&mut rx, Duration::from_secs(10), |e| match e {

@@ -18,6 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use qube_agent::config::Config;
+use qube_agent::core::ack::ACK_KIND;
+use qube_agent::core::directive::{Directive, DirectiveRules, DIRECTIVE_KIND};
 use qube_agent::monitor::{self, RunOptions};
 use qube_agent::relay::{RelayEvent, RelayOptions, RelayTarget};
 use qube_agent::Filter;
@@ -192,26 +194,201 @@ pub fn fast_options() -> RelayOptions {
     }
 }
 
-/// Keys number `n` (1..), fixed so failures reproduce.
+/// Keys number `n` (1..), fixed so failures reproduce: the secret key is
+/// 32 bytes of `n`.
 pub fn keys(n: u8) -> Keys {
     Keys::from_secret_bytes(&[n; 32]).expect("fixed test key")
 }
 
-/// A kind 33321 upgrade directive signed by `keys`.
-pub fn directive(keys: &Keys, created_at: u64, version: &str, hash: &str, network: &str) -> Event {
-    keys.sign(UnsignedEvent {
-        created_at,
-        kind: 33321,
-        tags: vec![
-            vec!["d".into(), "hyperqube".into()],
-            vec!["action".into(), "upgrade".into()],
-            vec!["version".into(), version.into()],
-            vec!["hash".into(), hash.into()],
-            vec!["network".into(), network.into()],
-        ],
-        content: format!("upgrade to {version}"),
-    })
-    .expect("sign directive")
+/// The fixed `created_at` of events built here unless a test sets one
+/// (2023-11-14T22:13:20Z).
+pub const T0: u64 = 1_700_000_000;
+
+/// The network of the test fleets, in directives, acks and agent configs.
+pub const NETWORK: &str = "hqz";
+
+/// The one builder for the events the tests sign: directives
+/// ([`directive`]), acknowledgements ([`ack`]) and any other kind
+/// ([`event`]).
+///
+/// Setters of a named tag ([`EventBuilder::tag`] and the shorthands such as
+/// [`EventBuilder::version`]) change the first tag of that name where it is
+/// and append a new one at the end otherwise, so the order of the tags is
+/// the order of the defaults followed by the order of the calls. Signing
+/// borrows the builder, so one builder can sign for several keys.
+///
+/// ```
+/// use qube_e2e::{directive, keys};
+/// let event = directive()
+///     .version("v2.0.0")
+///     .created_at(1_700_000_100)
+///     .expiration(1_700_003_600)
+///     .sign(&keys(1));
+/// assert_eq!(event.tag_value("version"), Some("v2.0.0"));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EventBuilder {
+    kind: u16,
+    created_at: u64,
+    tags: Vec<Vec<String>>,
+    content: Option<String>,
+}
+
+/// A kind 33321 upgrade directive: tags `d`=`hyperqube`, `action`=`upgrade`,
+/// `version`=`v1.2.3`, `hash`=[`HASH`], `network`=[`NETWORK`] in that order,
+/// `created_at` [`T0`], and content `ACTION to VERSION` unless set.
+pub fn directive() -> EventBuilder {
+    EventBuilder {
+        kind: DIRECTIVE_KIND,
+        created_at: T0,
+        tags: Vec::new(),
+        content: None,
+    }
+    .tag("d", "hyperqube")
+    .tag("action", "upgrade")
+    .tag("version", "v1.2.3")
+    .tag("hash", HASH)
+    .tag("network", NETWORK)
+}
+
+/// A kind 3333 acknowledgement as the state tests store it: tags
+/// `version`=`v1.2.3`, `network`=[`NETWORK`], `action`=`upgrade`,
+/// `status`=`success` in that order, `created_at` [`T0`], and content
+/// `ACTIONd to VERSION` ("upgraded to v1.2.3") unless set. It has no `a`,
+/// `node_id` or `action_at` tag: the agent's real acks come from
+/// `qube_agent::core::ack::Ack`.
+pub fn ack() -> EventBuilder {
+    EventBuilder {
+        kind: ACK_KIND,
+        created_at: T0,
+        tags: Vec::new(),
+        content: None,
+    }
+    .version("v1.2.3")
+    .network(NETWORK)
+    .action("upgrade")
+    .tag("status", "success")
+}
+
+/// An event of `kind` with no tags, empty content and `created_at` [`T0`].
+pub fn event(kind: u16) -> EventBuilder {
+    EventBuilder {
+        kind,
+        created_at: T0,
+        tags: Vec::new(),
+        content: Some(String::new()),
+    }
+}
+
+impl EventBuilder {
+    /// Sets the `action` tag (`upgrade`, `reboot`, or anything to test).
+    pub fn action(self, action: &str) -> Self {
+        self.tag("action", action)
+    }
+
+    /// Sets the `version` tag, exactly as signed.
+    pub fn version(self, version: &str) -> Self {
+        self.tag("version", version)
+    }
+
+    /// Sets the `hash` tag.
+    pub fn hash(self, hash: &str) -> Self {
+        self.tag("hash", hash)
+    }
+
+    /// Sets the `network` tag.
+    pub fn network(self, network: &str) -> Self {
+        self.tag("network", network)
+    }
+
+    /// Sets the NIP-40 `expiration` tag.
+    pub fn expiration(self, at: u64) -> Self {
+        self.tag("expiration", &at.to_string())
+    }
+
+    /// Sets the `genesis_url` tag of a reboot.
+    pub fn genesis_url(self, url: &str) -> Self {
+        self.tag("genesis_url", url)
+    }
+
+    /// Sets the `required_by` tag of a reboot.
+    pub fn required_by(self, at: u64) -> Self {
+        self.tag("required_by", &at.to_string())
+    }
+
+    /// Sets `created_at`.
+    pub fn created_at(mut self, created_at: u64) -> Self {
+        self.created_at = created_at;
+        self
+    }
+
+    /// Sets the content.
+    pub fn content(mut self, content: &str) -> Self {
+        self.content = Some(content.to_owned());
+        self
+    }
+
+    /// Sets tag `name` to `[name, value]`: the first tag of that name is
+    /// replaced where it stands, otherwise the tag is appended.
+    pub fn tag(mut self, name: &str, value: &str) -> Self {
+        let tag = vec![name.to_owned(), value.to_owned()];
+        match self
+            .tags
+            .iter_mut()
+            .find(|t| t.first().map(String::as_str) == Some(name))
+        {
+            Some(existing) => *existing = tag,
+            None => self.tags.push(tag),
+        }
+        self
+    }
+
+    /// Removes every tag named `name`.
+    pub fn without_tag(mut self, name: &str) -> Self {
+        self.tags
+            .retain(|t| t.first().map(String::as_str) != Some(name));
+        self
+    }
+
+    /// The value of the first tag named `name`, if any.
+    fn value(&self, name: &str) -> &str {
+        self.tags
+            .iter()
+            .find(|t| t.first().map(String::as_str) == Some(name))
+            .and_then(|t| t.get(1))
+            .map_or("", String::as_str)
+    }
+
+    /// The event to sign.
+    pub fn unsigned(&self) -> UnsignedEvent {
+        let content = match (&self.content, self.kind) {
+            (Some(content), _) => content.clone(),
+            (None, DIRECTIVE_KIND) => {
+                format!("{} to {}", self.value("action"), self.value("version"))
+            }
+            (None, _) => format!("{}d to {}", self.value("action"), self.value("version")),
+        };
+        UnsignedEvent {
+            created_at: self.created_at,
+            kind: self.kind,
+            tags: self.tags.clone(),
+            content,
+        }
+    }
+
+    /// Signs the event with `keys`.
+    pub fn sign(&self, keys: &Keys) -> Event {
+        keys.sign(self.unsigned()).expect("sign test event")
+    }
+
+    /// Signs the directive with `keys` and validates it as an agent on
+    /// [`NETWORK`] does at `now`, keeping it if expired (as the monitor does,
+    /// so that it still supersedes); panics if it is not a valid directive.
+    pub fn sign_directive(&self, keys: &Keys, now: u64) -> Directive {
+        Directive::from_event_including_expired(self.sign(keys), &DirectiveRules::new(NETWORK), now)
+            .expect("a valid test directive")
+    }
 }
 
 /// Waits up to `within` for the first event `pick` accepts; panics with
@@ -292,17 +469,11 @@ pub async fn publish(url: &str, event: &Event, auth: &Keys) -> (bool, String) {
                         .await
                     }
                 };
-                let auth_event = auth
-                    .sign(UnsignedEvent {
-                        created_at: now(),
-                        kind: 22242,
-                        tags: vec![
-                            vec!["relay".into(), url.to_owned()],
-                            vec!["challenge".into(), c],
-                        ],
-                        content: String::new(),
-                    })
-                    .expect("sign AUTH");
+                let auth_event = crate::event(22242)
+                    .created_at(now())
+                    .tag("relay", url)
+                    .tag("challenge", &c)
+                    .sign(auth);
                 pool.authenticate(0, auth_event);
                 authed = true;
                 pool.publish(event);
@@ -325,6 +496,18 @@ pub async fn fetch_one(url: &str, filter: qube_agent::Filter, within: Duration) 
             Ok(None) | Err(_) => return None,
         }
     }
+}
+
+/// A new file holding `contents` in the system's temporary directory, named
+/// `qube-test-RANDOM-name` and removed when the handle is dropped.
+pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .prefix("qube-test-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .expect("create a temporary file");
+    std::fs::write(file.path(), contents).expect("write the temporary file");
+    file
 }
 
 /// A 64-hex artifact hash for directives.

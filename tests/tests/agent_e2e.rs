@@ -30,10 +30,20 @@ async fn two_of_three_through_two_relays_runs_once_and_acknowledges() {
     );
 
     let agent = start_agent(config.clone());
-    let d1 = directive(&gov[0], now(), "v1.2.3", HASH, "hqz");
-    let d2 = directive(&gov[1], now(), "v1.2.3", HASH, "hqz");
+    let d1 = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&gov[0]);
+    let d2 = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&gov[1]);
     // A third voter names another artifact: it must not add up.
-    let d3 = directive(&gov[2], now(), "v1.2.3", &"2".repeat(64), "hqz");
+    let d3 = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .hash(&"2".repeat(64))
+        .sign(&gov[2]);
     let publisher = keys(9);
     assert!(publish(&relay_a.url, &d1, &publisher).await.0);
     assert!(publish(&relay_b.url, &d3, &publisher).await.0);

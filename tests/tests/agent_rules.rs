@@ -14,7 +14,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use qube_agent::{Event, Keys, UnsignedEvent};
+use qube_agent::{Event, Keys};
 use qube_e2e::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,29 +25,6 @@ const RUN: Duration = Duration::from_secs(20);
 
 fn gov() -> Vec<Keys> {
     (1..=4).map(keys).collect()
-}
-
-/// A directive with the standard tags plus `extra`.
-fn directive_with(keys: &Keys, created_at: u64, version: &str, extra: &[[&str; 2]]) -> Event {
-    let mut tags: Vec<Vec<String>> = vec![
-        vec!["d".into(), "hyperqube".into()],
-        vec!["action".into(), "upgrade".into()],
-        vec!["version".into(), version.into()],
-        vec!["hash".into(), HASH.into()],
-        vec!["network".into(), "hqz".into()],
-    ];
-    tags.extend(
-        extra
-            .iter()
-            .map(|[k, v]| vec![(*k).to_owned(), (*v).to_owned()]),
-    );
-    keys.sign(UnsignedEvent {
-        created_at,
-        kind: 33321,
-        tags,
-        content: format!("upgrade to {version}"),
-    })
-    .unwrap()
 }
 
 async fn send(url: &str, event: &Event) {
@@ -87,18 +64,27 @@ async fn a_non_follow_does_not_count() {
     let (relay, gov, node, _agent) = setup().await;
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&keys(50), now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&keys(50)),
     )
     .await;
     assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -121,18 +107,27 @@ async fn an_observer_does_not_count() {
     let _agent = start_agent(config);
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[2]),
     )
     .await;
     assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -144,12 +139,18 @@ async fn a_bad_signature_does_not_count() {
     let gov = gov();
     // gov2's vote with its content changed (id no longer matches), and one
     // with a recomputed id but a signature by another key.
-    let mut tampered = directive(&gov[1], now(), "v1.2.3", HASH, "hqz")
+    let mut tampered = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&gov[1])
         .into_unverified()
         .into_data();
     tampered.content = "upgrade to v1.2.3, trust me".into();
     let tampered = qube_agent::UnverifiedEvent::from_data(tampered).to_json();
-    let mut resigned = directive(&keys(60), now(), "v1.2.3", HASH, "hqz")
+    let mut resigned = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&keys(60))
         .into_unverified()
         .into_data();
     resigned.pubkey = gov[1].public_key();
@@ -163,9 +164,23 @@ async fn a_bad_signature_does_not_count() {
     .await;
     let node = Node::default();
     let _agent = start_agent(node.config(&[&good.url, &hostile], &[&gov[0], &gov[1], &gov[2]], 2));
-    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
+    send(
+        &good.url,
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
+    )
+    .await;
     assert_quiet(&node).await;
-    send(&good.url, &directive(&gov[1], now(), "v1.2.3", HASH, "hqz")).await;
+    send(
+        &good.url,
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
+    )
+    .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
 }
 
@@ -174,18 +189,28 @@ async fn a_wrong_network_does_not_count() {
     let (relay, gov, node, _agent) = setup().await;
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "testnet"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .network("testnet")
+            .sign(&gov[1]),
     )
     .await;
     assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[2]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -196,18 +221,27 @@ async fn a_directive_dated_an_hour_ahead_does_not_count() {
     let (relay, gov, node, _agent) = setup().await;
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[1], now() + 3600, "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now() + 3600)
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[2], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[2]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -219,12 +253,11 @@ async fn an_expired_directive_does_not_count() {
     // serves gov2's expired vote.
     let good = start_relay(false).await;
     let gov = gov();
-    let expired = directive_with(
-        &gov[1],
-        now() - 60,
-        "v1.2.3",
-        &[["expiration", &(now() - 10).to_string()]],
-    );
+    let expired = directive()
+        .created_at(now() - 60)
+        .version("v1.2.3")
+        .expiration(now() - 10)
+        .sign(&gov[1]);
     let careless = garbage_relay(vec![
         Message::text(format!(
             "[\"EVENT\",\"qube-directives\",{}]",
@@ -235,15 +268,21 @@ async fn an_expired_directive_does_not_count() {
     .await;
     let node = Node::default();
     let _agent = start_agent(node.config(&[&good.url, &careless], &[&gov[0], &gov[1], &gov[2]], 2));
-    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
+    send(
+        &good.url,
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
+    )
+    .await;
     assert_quiet(&node).await;
     // Still valid for an hour: counts.
-    let fresh = directive_with(
-        &gov[2],
-        now(),
-        "v1.2.3",
-        &[["expiration", &(now() + 3600).to_string()]],
-    );
+    let fresh = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .expiration(now() + 3600)
+        .sign(&gov[2]);
     send(&good.url, &fresh).await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
 }
@@ -252,19 +291,34 @@ async fn an_expired_directive_does_not_count() {
 async fn different_hashes_never_add_up_and_a_newer_directive_moves_the_vote() {
     let (relay, gov, node, _agent) = setup().await;
     let t = now() - 100;
-    send(&relay.url, &directive(&gov[0], t, "v1.2.3", HASH, "hqz")).await;
     send(
         &relay.url,
-        &directive(&gov[1], t, "v1.2.3", OTHER_HASH, "hqz"),
+        &directive().created_at(t).version("v1.2.3").sign(&gov[0]),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive()
+            .created_at(t)
+            .version("v1.2.3")
+            .hash(OTHER_HASH)
+            .sign(&gov[1]),
     )
     .await;
     // v1.2.3 and 1.2.3 are different proposals too.
-    send(&relay.url, &directive(&gov[2], t, "1.2.3", HASH, "hqz")).await;
+    send(
+        &relay.url,
+        &directive().created_at(t).version("1.2.3").sign(&gov[2]),
+    )
+    .await;
     assert_quiet(&node).await;
     // gov2 changes its mind: its newer directive replaces the old vote.
     send(
         &relay.url,
-        &directive(&gov[1], t + 1, "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(t + 1)
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -275,7 +329,7 @@ async fn an_older_replayed_directive_changes_nothing_also_across_a_restart() {
     let good = start_relay(false).await;
     let gov = gov();
     let t = now() - 100;
-    let old_vote = directive(&gov[0], t, "v1.2.3", HASH, "hqz");
+    let old_vote = directive().created_at(t).version("v1.2.3").sign(&gov[0]);
     // A relay that replays gov1's superseded vote to every subscriber.
     let replayer = garbage_relay(vec![
         Message::text(format!(
@@ -291,13 +345,20 @@ async fn an_older_replayed_directive_changes_nothing_also_across_a_restart() {
     // gov1 moved to another artifact after its old vote.
     send(
         &good.url,
-        &directive(&gov[0], t + 10, "v1.2.3", OTHER_HASH, "hqz"),
+        &directive()
+            .created_at(t + 10)
+            .version("v1.2.3")
+            .hash(OTHER_HASH)
+            .sign(&gov[0]),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     send(
         &good.url,
-        &directive(&gov[1], t + 20, "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(t + 20)
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_quiet(&node).await;
@@ -309,7 +370,10 @@ async fn an_older_replayed_directive_changes_nothing_also_across_a_restart() {
     assert_quiet(&node).await;
     send(
         &good.url,
-        &directive(&gov[2], t + 30, "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(t + 30)
+            .version("v1.2.3")
+            .sign(&gov[2]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -329,24 +393,45 @@ async fn an_upgrade_older_than_the_installed_version_does_not_run() {
     );
     let _agent = start_agent(config);
     let t = now() - 100;
-    send(&relay.url, &directive(&gov[0], t, "v1.9.9", HASH, "hqz")).await;
-    send(&relay.url, &directive(&gov[1], t, "v1.9.9", HASH, "hqz")).await;
-    send(&relay.url, &directive(&gov[2], t, "v2.0.0", HASH, "hqz")).await;
-    assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[0], t + 1, "v2.0.0", HASH, "hqz"),
+        &directive().created_at(t).version("v1.9.9").sign(&gov[0]),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive().created_at(t).version("v1.9.9").sign(&gov[1]),
+    )
+    .await;
+    send(
+        &relay.url,
+        &directive().created_at(t).version("v2.0.0").sign(&gov[2]),
     )
     .await;
     assert_quiet(&node).await;
     send(
         &relay.url,
-        &directive(&gov[1], t + 1, "v2.1.0", HASH, "hqz"),
+        &directive()
+            .created_at(t + 1)
+            .version("v2.0.0")
+            .sign(&gov[0]),
+    )
+    .await;
+    assert_quiet(&node).await;
+    send(
+        &relay.url,
+        &directive()
+            .created_at(t + 1)
+            .version("v2.1.0")
+            .sign(&gov[1]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[2], t + 1, "v2.1.0", HASH, "hqz"),
+        &directive()
+            .created_at(t + 1)
+            .version("v2.1.0")
+            .sign(&gov[2]),
     )
     .await;
     assert_runs_once(&node, "upgrade v2.1.0 pillar-test").await;
@@ -360,7 +445,15 @@ async fn two_conflicting_quorums_at_the_same_version_run_nothing() {
     let t = now() - 100;
     // Both quorums are on the relay before the agent starts.
     for (g, hash) in [(0, HASH), (1, HASH), (2, OTHER_HASH), (3, OTHER_HASH)] {
-        send(&relay.url, &directive(&gov[g], t, "v1.2.3", hash, "hqz")).await;
+        send(
+            &relay.url,
+            &directive()
+                .created_at(t)
+                .version("v1.2.3")
+                .hash(hash)
+                .sign(&gov[g]),
+        )
+        .await;
     }
     let config = node.config(&[&relay.url], &[&gov[0], &gov[1], &gov[2], &gov[3]], 2);
     let _agent = start_agent(config.clone());
@@ -377,7 +470,10 @@ async fn two_conflicting_quorums_at_the_same_version_run_nothing() {
     // One side gives in: the conflict ends and the other proposal runs.
     send(
         &relay.url,
-        &directive(&gov[3], t + 1, "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(t + 1)
+            .version("v1.2.3")
+            .sign(&gov[3]),
     )
     .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -401,8 +497,22 @@ async fn quorum_arrives_through_the_third_relay_when_one_is_down_and_one_sends_g
         &[&gov[0], &gov[1], &gov[2]],
         2,
     ));
-    send(&good.url, &directive(&gov[0], now(), "v1.2.3", HASH, "hqz")).await;
-    send(&good.url, &directive(&gov[1], now(), "v1.2.3", HASH, "hqz")).await;
+    send(
+        &good.url,
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
+    )
+    .await;
+    send(
+        &good.url,
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
+    )
+    .await;
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
 }
 
@@ -420,12 +530,18 @@ async fn quorum_and_ack(node: &Node, upgrade_extra: &str) -> (TestRelay, Event) 
     let agent = start_agent(config);
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     let ack = fetch_one(
@@ -475,20 +591,12 @@ async fn a_matching_artifact_lets_the_hook_run() {
     );
     let _agent = start_agent(config);
     for g in &gov[..2] {
-        let d = g
-            .sign(UnsignedEvent {
-                created_at: now(),
-                kind: 33321,
-                tags: vec![
-                    vec!["d".into(), "hyperqube".into()],
-                    vec!["action".into(), "upgrade".into()],
-                    vec!["version".into(), "v1.2.3".into()],
-                    vec!["hash".into(), hex::encode(real)],
-                    vec!["network".into(), "hqz".into()],
-                ],
-                content: "upgrade".into(),
-            })
-            .unwrap();
+        let d = directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .hash(&hex::encode(real))
+            .content("upgrade")
+            .sign(g);
         send(&relay.url, &d).await;
     }
     assert_runs_once(&node, "upgrade v1.2.3 pillar-test").await;
@@ -524,12 +632,18 @@ async fn killed_while_the_hook_runs_restarts_without_running_again_and_acks_inte
     let agent = start_agent(config.clone());
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert!(
@@ -575,12 +689,18 @@ async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
     });
     send(
         &relay.url,
-        &directive(&gov[0], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[0]),
     )
     .await;
     send(
         &relay.url,
-        &directive(&gov[1], now(), "v1.2.3", HASH, "hqz"),
+        &directive()
+            .created_at(now())
+            .version("v1.2.3")
+            .sign(&gov[1]),
     )
     .await;
     assert_quiet(&node).await;

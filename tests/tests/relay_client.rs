@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use qube_agent::relay::{RelayEvent, RelayPool};
-use qube_agent::{Filter, UnsignedEvent};
+use qube_agent::Filter;
 use qube_e2e::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,7 +46,11 @@ async fn publish_and_receive_through_a_real_relay() {
     })
     .await;
 
-    let ev = directive(&voter, now(), "v1.2.3", HASH, "hqz");
+    let ev = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .hash(HASH)
+        .sign(&voter);
     pool.publish(&ev);
     let (accepted, message) = wait_for(&mut rx, WAIT, |e| match e {
         RelayEvent::Ok {
@@ -83,7 +87,11 @@ async fn nip42_challenge_is_answered_before_publishing() {
 
     // The relay asks for authentication when we publish: it refuses the
     // event and sends a challenge, in either order.
-    let ev = directive(&node, now(), "v1.0.0", HASH, "hqz");
+    let ev = directive()
+        .created_at(now())
+        .version("v1.0.0")
+        .hash(HASH)
+        .sign(&node);
     pool.publish(&ev);
     let (mut refusal, mut challenge) = (None, None);
     while refusal.is_none() || challenge.is_none() {
@@ -110,17 +118,11 @@ async fn nip42_challenge_is_answered_before_publishing() {
     let refusal = refusal.unwrap();
     assert!(refusal.starts_with("auth-required:"), "{refusal}");
 
-    let auth = node
-        .sign(UnsignedEvent {
-            created_at: now(),
-            kind: 22242,
-            tags: vec![
-                vec!["relay".into(), relay.url.clone()],
-                vec!["challenge".into(), challenge.unwrap()],
-            ],
-            content: String::new(),
-        })
-        .unwrap();
+    let auth = event(22242)
+        .created_at(now())
+        .tag("relay", &relay.url)
+        .tag("challenge", &challenge.unwrap())
+        .sign(&node);
     pool.authenticate(0, auth);
     pool.publish(&ev);
     wait_for(&mut rx, WAIT, |e| match e {
@@ -147,7 +149,11 @@ async fn one_relay_down_and_one_hostile_do_not_stop_the_third() {
     let good = start_relay(false).await;
     let voter = keys(2);
     let forged = {
-        let mut data = directive(&voter, now(), "v9.9.9", HASH, "hqz")
+        let mut data = directive()
+            .created_at(now())
+            .version("v9.9.9")
+            .hash(HASH)
+            .sign(&voter)
             .into_unverified()
             .into_data();
         data.content = "forged".into();
@@ -183,7 +189,11 @@ async fn one_relay_down_and_one_hostile_do_not_stop_the_third() {
     }
 
     // A directive reaches the good relay from another client.
-    let ev = directive(&voter, now(), "v1.2.4", HASH, "hqz");
+    let ev = directive()
+        .created_at(now())
+        .version("v1.2.4")
+        .hash(HASH)
+        .sign(&voter);
     let (publisher, mut prx) = RelayPool::start(
         vec![target(&good.url)],
         vec![directive_filter(vec![[0; 32]])],

@@ -14,24 +14,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use qube_agent::ipc::{self, MonitorMessage, WorkerMessage};
-use qube_agent::{Keys, UnsignedEvent, UnverifiedEvent};
+use qube_agent::UnverifiedEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn directive(keys: &Keys) -> qube_agent::Event {
-    keys.sign(UnsignedEvent {
-        created_at: qube_agent::now(),
-        kind: 33321,
-        tags: vec![
-            vec!["d".into(), "hyperqube".into()],
-            vec!["action".into(), "upgrade".into()],
-            vec!["version".into(), "v9.9.9".into()],
-            vec!["hash".into(), "ab".repeat(32)],
-            vec!["network".into(), "hqz".into()],
-        ],
-        content: "upgrade".into(),
-    })
-    .unwrap()
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -46,10 +30,16 @@ async fn main() {
         detail: "fake worker".into(),
     };
     ipc::write_message(&mut stdout, &report).await.unwrap();
-    let voter = Keys::from_secret_bytes(&[1; 32]).unwrap();
+    let voter = qube_e2e::keys(1);
+    // A v9.9.9 upgrade directive, signed now.
+    let vote = qube_e2e::directive()
+        .created_at(qube_agent::now())
+        .version("v9.9.9")
+        .hash(&"ab".repeat(32))
+        .content("upgrade");
     match mode.as_str() {
         "forged" => {
-            let mut data = directive(&voter).into_unverified().into_data();
+            let mut data = vote.sign(&voter).into_unverified().into_data();
             data.content = "upgrade now, trust me".into();
             let event = UnverifiedEvent::from_data(data).to_json();
             ipc::write_message(&mut stdout, &WorkerMessage::Directive { relay: 0, event })
@@ -57,8 +47,8 @@ async fn main() {
                 .unwrap();
         }
         "nonvoter" => {
-            let stranger = Keys::from_secret_bytes(&[77; 32]).unwrap();
-            let event = directive(&stranger).to_json();
+            let stranger = qube_e2e::keys(77);
+            let event = vote.sign(&stranger).to_json();
             ipc::write_message(&mut stdout, &WorkerMessage::Directive { relay: 0, event })
                 .await
                 .unwrap();
