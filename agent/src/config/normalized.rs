@@ -1,135 +1,174 @@
 //! The effective config as TOML, what `qube-agent check-config` prints.
+//!
+//! A borrowed [`Serialize`] view of the [`Config`] is written by the `toml`
+//! crate, the same library that parses it back, so every string (quotes,
+//! backslashes, control characters, any Unicode) is escaped by TOML's own
+//! rules rather than by hand.
 
-use super::{Config, NodeKeySource, RelayUrl};
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use super::{Config, Follow, Hook, NodeKeySource};
+
+/// The first line of the output.
+const HEADER: &str = "# qube-agent effective configuration (defaults filled in)\n";
 
 impl Config {
     /// The effective config as TOML: every default filled in, public keys
-    /// as npub, relays in canonical form, unset optional keys as comments.
-    /// Parsing the output gives back an equal [`Config`].
+    /// as npub, relays in canonical form, times in seconds, keys in the
+    /// order of design section 7. A comment block at the top names each
+    /// optional key or hook section that is not set and what that means.
+    ///
+    /// Parsing the output gives back an equal [`Config`], and normalizing
+    /// that gives the same text. Strings are written by the `toml` crate,
+    /// which picks the quoting (basic `"..."`, literal `'...'` or
+    /// multi-line) and escapes `"`, `\` and control characters; other
+    /// Unicode is written as is.
+    ///
+    /// Never panics: see the invariant in the body.
     pub fn normalized_toml(&self) -> String {
-        let mut out = String::from("# qube-agent effective configuration (defaults filled in)\n");
-        fn kv(out: &mut String, key: &str, value: String) {
-            out.push_str(key);
-            out.push_str(" = ");
-            out.push_str(&value);
+        let mut out = String::from(HEADER);
+        for note in self.unset_notes() {
+            out.push_str("# ");
+            out.push_str(note);
             out.push('\n');
         }
-        kv(&mut out, "network", quote(&self.network));
-        kv(&mut out, "quorum", self.quorum.to_string());
-        kv(
-            &mut out,
-            "relays",
-            array(self.relays.iter().map(RelayUrl::as_str)),
-        );
-        kv(
-            &mut out,
-            "state_dir",
-            quote(&self.state_dir.to_string_lossy()),
-        );
-        match &self.node_id {
-            Some(id) => kv(&mut out, "node_id", quote(id)),
-            None => out.push_str("# node_id: not set, derived from the node key\n"),
-        }
-        match &self.node_key {
-            Some(NodeKeySource::File(path)) => {
-                kv(&mut out, "node_key", quote(&path.to_string_lossy()));
-            }
-            Some(NodeKeySource::Env(var)) => kv(&mut out, "node_key", quote(&format!("env:{var}"))),
-            None => out.push_str("# node_key: not set, state_dir/node.key\n"),
-        }
-        match &self.current_version {
-            Some(v) => kv(&mut out, "current_version", quote(v.as_str())),
-            None => out.push_str("# current_version: not set\n"),
-        }
-        kv(&mut out, "d_tag", quote(&self.d_tag));
-
-        for follow in &self.follows {
-            out.push_str("\n[[follows]]\n");
-            kv(&mut out, "name", quote(&follow.name));
-            kv(&mut out, "npub", quote(&follow.npub()));
-            kv(&mut out, "role", quote(follow.role.as_str()));
-        }
-
-        out.push_str("\n[policy]\n");
-        kv(
-            &mut out,
-            "max_future_skew_secs",
-            self.policy.max_future_skew_secs.to_string(),
-        );
-        kv(
-            &mut out,
-            "allow_downgrade",
-            self.policy.allow_downgrade.to_string(),
-        );
-        kv(
-            &mut out,
-            "allow_insecure_ws",
-            self.policy.allow_insecure_ws.to_string(),
-        );
-
-        for (section, hook) in [("upgrade", &self.upgrade), ("reboot", &self.reboot)] {
-            let Some(hook) = hook else {
-                out.push_str(&format!("\n# [{section}]: not set\n"));
-                continue;
-            };
-            out.push_str(&format!("\n[{section}]\n"));
-            kv(
-                &mut out,
-                "command",
-                array(hook.command.iter().map(String::as_str)),
-            );
-            kv(&mut out, "timeout_secs", hook.timeout_secs.to_string());
-            if let Some(artifact) = &hook.artifact {
-                kv(&mut out, "artifact", quote(artifact.as_str()));
-            }
-            for (key, argv) in [
-                ("fetch", &hook.fetch),
-                ("health", &hook.health),
-                ("rollback", &hook.rollback),
-            ] {
-                if let Some(argv) = argv {
-                    kv(&mut out, key, array(argv.iter().map(String::as_str)));
-                }
-            }
-        }
+        out.push('\n');
+        // Invariant: the view holds only strings, booleans, integers no
+        // larger than one day in seconds or the number of follows, arrays
+        // of strings and tables, with every `None` skipped. All of these are
+        // representable in TOML; the serializer fails only on values that
+        // are not (integers above `i64::MAX`, `None` inside an array,
+        // non-string map keys).
+        #[allow(clippy::expect_used)]
+        let body =
+            toml::to_string(&View::of(self)).expect("a Config view is representable in TOML");
+        out.push_str(&body);
         out
     }
+
+    /// One line per optional key or section that is not set, in file order.
+    fn unset_notes(&self) -> Vec<&'static str> {
+        let mut notes = Vec::new();
+        if self.node_id.is_none() {
+            notes.push("node_id: not set, derived from the node key");
+        }
+        if self.node_key.is_none() {
+            notes.push("node_key: not set, state_dir/node.key");
+        }
+        if self.current_version.is_none() {
+            notes.push("current_version: not set");
+        }
+        if self.upgrade.is_none() {
+            notes.push("[upgrade]: not set");
+        }
+        if self.reboot.is_none() {
+            notes.push("[reboot]: not set");
+        }
+        notes
+    }
 }
 
-/// A TOML basic string: `"` and `\` escaped, control characters as `\uXXXX`
-/// (TOML 1.0, "String").
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
+/// The whole file, in the key order of design section 7.
+#[derive(Serialize)]
+struct View<'a> {
+    network: &'a str,
+    quorum: usize,
+    relays: Vec<&'a str>,
+    state_dir: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_key: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<&'a str>,
+    d_tag: &'a str,
+    follows: Vec<FollowView<'a>>,
+    policy: PolicyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upgrade: Option<HookView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reboot: Option<HookView<'a>>,
+}
+
+/// One `[[follows]]` entry, the key as an npub.
+#[derive(Serialize)]
+struct FollowView<'a> {
+    name: &'a str,
+    npub: String,
+    role: &'static str,
+}
+
+/// The `[policy]` section, defaults filled in.
+#[derive(Serialize)]
+struct PolicyView {
+    max_future_skew_secs: u64,
+    allow_downgrade: bool,
+    allow_insecure_ws: bool,
+}
+
+/// An `[upgrade]` or `[reboot]` section; unset optional argvs left out.
+#[derive(Serialize)]
+struct HookView<'a> {
+    command: &'a [String],
+    timeout_secs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fetch: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback: Option<&'a [String]>,
+}
+
+impl<'a> View<'a> {
+    fn of(config: &'a Config) -> Self {
+        View {
+            network: &config.network,
+            quorum: config.quorum,
+            relays: config.relays.iter().map(|r| r.as_str()).collect(),
+            // Paths come from TOML strings, so they are always UTF-8.
+            state_dir: config.state_dir.to_string_lossy(),
+            node_id: config.node_id.as_deref(),
+            node_key: config.node_key.as_ref().map(|source| match source {
+                NodeKeySource::File(path) => path.to_string_lossy(),
+                NodeKeySource::Env(var) => Cow::Owned(format!("env:{var}")),
+            }),
+            current_version: config.current_version.as_ref().map(|v| v.as_str()),
+            d_tag: &config.d_tag,
+            follows: config.follows.iter().map(FollowView::of).collect(),
+            policy: PolicyView {
+                max_future_skew_secs: config.policy.max_future_skew_secs,
+                allow_downgrade: config.policy.allow_downgrade,
+                allow_insecure_ws: config.policy.allow_insecure_ws,
+            },
+            upgrade: config.upgrade.as_ref().map(HookView::of),
+            reboot: config.reboot.as_ref().map(HookView::of),
         }
     }
-    out.push('"');
-    out
 }
 
-/// A TOML array of basic strings on one line.
-fn array<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    let items: Vec<String> = items.map(quote).collect();
-    format!("[{}]", items.join(", "))
+impl<'a> FollowView<'a> {
+    fn of(follow: &'a Follow) -> Self {
+        FollowView {
+            name: &follow.name,
+            npub: follow.npub(),
+            role: follow.role.as_str(),
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-    use super::*;
-
-    #[test]
-    fn quote_escapes() {
-        assert_eq!(quote("a\"b\\c\n\u{7f}é"), "\"a\\\"b\\\\c\\u000A\\u007Fé\"");
-        let doc = format!("k = {}", quote("a\"b\\c\n\u{7f}\u{1}é"));
-        let v: toml::Table = toml::from_str(&doc).unwrap();
-        assert_eq!(v["k"].as_str().unwrap(), "a\"b\\c\n\u{7f}\u{1}é");
+impl<'a> HookView<'a> {
+    fn of(hook: &'a Hook) -> Self {
+        HookView {
+            command: hook.command(),
+            timeout_secs: hook.timeout_secs(),
+            artifact: hook.artifact().map(|a| a.as_str()),
+            fetch: hook.fetch(),
+            health: hook.health(),
+            rollback: hook.rollback(),
+        }
     }
 }
