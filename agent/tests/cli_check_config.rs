@@ -92,3 +92,38 @@ fn good_config_exits_0_with_normalized_output() {
     assert_eq!(code, 0);
     assert_eq!(stdout2, stdout);
 }
+
+/// Quotes, backslashes, control characters and non-ASCII text in `node_id`
+/// and a hook argument survive `check-config`: the printed config keeps the
+/// exact values and normalizes to itself.
+#[test]
+fn escaped_strings_round_trip_through_check_config() {
+    let text = good_config()
+        .replacen(
+            "quorum = 2\n",
+            "quorum = 2\nnode_id = \"it's \\\"q\\\" \\\\ é 😀\"\n",
+            1,
+        )
+        .replacen(
+            "\"--yes\"]",
+            "\"--yes\", \"a\\\"b\\\\c\\n\\t\\u0001\\u007F ''' \\\"\\\"\\\" ☃\"]",
+            1,
+        );
+    let file = TempFile::new("escaped.toml", &text);
+    let (code, stdout, stderr) = check(&file.0);
+    assert_eq!(code, 0, "stderr: {stderr}\n{text}");
+    let (config, _) = qube_agent::config::Config::from_toml_str(&stdout).unwrap();
+    assert_eq!(config.node_id(), Some("it's \"q\" \\ é 😀"));
+    assert_eq!(
+        config.upgrade().unwrap().command(),
+        [
+            "/usr/local/libexec/pillar-upgrade",
+            "--yes",
+            "a\"b\\c\n\t\u{1}\u{7f} ''' \"\"\" ☃"
+        ]
+    );
+    let again = TempFile::new("escaped-again.toml", &stdout);
+    let (code, stdout2, _) = check(&again.0);
+    assert_eq!(code, 0);
+    assert_eq!(stdout2, stdout);
+}

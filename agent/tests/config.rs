@@ -265,6 +265,63 @@ fn normalized_toml_round_trips() {
     assert_eq!(again.normalized_toml(), normalized);
 }
 
+/// Strings the writer must escape, written here with TOML's own escapes:
+/// quotes, backslashes, control characters (a hook argument may hold any
+/// but NUL), TOML's delimiters (`'''`, `"""`) and non-ASCII text. Parsing
+/// the normalized output gives back the same values and the same output.
+#[test]
+fn normalized_toml_escapes_quotes_backslashes_controls_and_unicode() {
+    let replacements = [
+        (
+            r#"node_id = "pillar-eu-1""#,
+            r#"node_id = "it's \"q\" \\ é ☃ 😀""#,
+        ),
+        (
+            r#"state_dir = "/var/lib/qube-agent""#,
+            r#"state_dir = "/var/lib/qube \"agent\"\\ü""#,
+        ),
+        (r#"name = "carol""#, r#"name = "o'brien \"the\" \\ 名前""#),
+        (
+            r#"command = ["/usr/local/libexec/pillar-upgrade"]"#,
+            r#"command = ["/usr/local/libexec/pillar-upgrade", "a\"b\\c\n\t\u0001\u007F\u001B[0m é ''' \"\"\" \r\n\u2028\uFEFF end\\", ""]"#,
+        ),
+        (
+            "artifact = \"/var/lib/pillar/staging/znnd-{version}\"",
+            r#"artifact = "/srv/it's \"x\"\\é/znnd-{version}""#,
+        ),
+    ];
+    let mut text = sample();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "sample has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let (config, _) = parse(&text).unwrap();
+    assert_eq!(config.node_id(), Some("it's \"q\" \\ é ☃ 😀"));
+    assert_eq!(config.state_dir(), Path::new("/var/lib/qube \"agent\"\\ü"));
+    assert_eq!(config.follows()[3].name(), "o'brien \"the\" \\ 名前");
+    let upgrade = config.upgrade().unwrap();
+    assert_eq!(
+        upgrade.command()[1],
+        "a\"b\\c\n\t\u{1}\u{7f}\u{1b}[0m é ''' \"\"\" \r\n\u{2028}\u{feff} end\\"
+    );
+    assert_eq!(upgrade.command()[2], "");
+    assert_eq!(
+        upgrade.artifact().unwrap().as_str(),
+        "/srv/it's \"x\"\\é/znnd-{version}"
+    );
+
+    let normalized = config.normalized_toml();
+    // Every control character but a line break is escaped, not written raw.
+    assert!(
+        !normalized.chars().any(|c| c.is_control() && c != '\n'),
+        "{normalized}"
+    );
+    assert!(normalized.contains("é ☃ 😀"), "{normalized}");
+    let (again, _) = parse(&normalized).unwrap();
+    assert_eq!(again, config, "{normalized}");
+    assert_eq!(again.normalized_toml(), normalized);
+}
+
 #[test]
 fn normalized_toml_of_minimal_config_shows_defaults() {
     let text = format!(

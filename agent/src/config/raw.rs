@@ -1,0 +1,89 @@
+//! The file's shape as serde reads it: every section `deny_unknown_fields`,
+//! so a misspelt key is an error naming the key and its line, and values
+//! kept [`Spanned`] so later checks can name the line too. Nothing here is
+//! checked beyond its TOML type; `validate` does that.
+
+use std::fmt;
+
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Role;
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) network: Spanned<String>,
+    pub(super) quorum: Spanned<i64>,
+    pub(super) relays: Spanned<Vec<Spanned<String>>>,
+    pub(super) state_dir: Option<Spanned<String>>,
+    pub(super) node_id: Option<Spanned<String>>,
+    pub(super) node_key: Option<Spanned<String>>,
+    pub(super) current_version: Option<Spanned<String>>,
+    pub(super) d_tag: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) follows: Vec<RawFollow>,
+    #[serde(default)]
+    pub(super) policy: RawPolicy,
+    pub(super) upgrade: Option<RawHook>,
+    pub(super) reboot: Option<RawHook>,
+}
+
+/// One `[[follows]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFollow {
+    pub(super) name: Spanned<String>,
+    pub(super) npub: Spanned<String>,
+    pub(super) role: Role,
+}
+
+/// The `[policy]` section; every key optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub(super) max_future_skew_secs: Option<Spanned<i64>>,
+    pub(super) allow_downgrade: Option<bool>,
+    pub(super) allow_insecure_ws: Option<bool>,
+}
+
+/// An `[upgrade]` or `[reboot]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHook {
+    pub(super) command: Spanned<RawArgv>,
+    pub(super) timeout_secs: Option<Spanned<i64>>,
+    pub(super) artifact: Option<Spanned<String>>,
+    pub(super) fetch: Option<Spanned<RawArgv>>,
+    pub(super) health: Option<Spanned<RawArgv>>,
+    pub(super) rollback: Option<Spanned<RawArgv>>,
+}
+
+/// What a hook command must be; the TOML type error quotes it.
+pub(super) const ARGV_EXPECTED: &str =
+    "an array of strings (argv: program then arguments; a shell command line is not accepted)";
+
+/// An argv array. A string is a type error whose message says why.
+pub(super) struct RawArgv(pub(super) Vec<String>);
+
+impl<'de> Deserialize<'de> for RawArgv {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArgvVisitor;
+        impl<'de> Visitor<'de> for ArgvVisitor {
+            type Value = RawArgv;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ARGV_EXPECTED)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawArgv, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(RawArgv(argv))
+            }
+        }
+        deserializer.deserialize_seq(ArgvVisitor)
+    }
+}
