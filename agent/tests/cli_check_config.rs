@@ -109,8 +109,8 @@ fn escaped_strings_round_trip_through_check_config() {
             "\"--yes\", \"a\\\"b\\\\c\\n\\t\\u0001\\u007F ''' \\\"\\\"\\\" ☃\"]",
             1,
         );
-    let file = TempFile::new("escaped.toml", &text);
-    let (code, stdout, stderr) = check(&file.0);
+    let file = temp_file("escaped.toml", &text);
+    let (code, stdout, stderr) = check(file.path());
     assert_eq!(code, 0, "stderr: {stderr}\n{text}");
     let (config, _) = qube_agent::config::Config::from_toml_str(&stdout).unwrap();
     assert_eq!(config.node_id(), Some("it's \"q\" \\ é 😀"));
@@ -122,8 +122,8 @@ fn escaped_strings_round_trip_through_check_config() {
             "a\"b\\c\n\t\u{1}\u{7f} ''' \"\"\" ☃"
         ]
     );
-    let again = TempFile::new("escaped-again.toml", &stdout);
-    let (code, stdout2, _) = check(&again.0);
+    let again = temp_file("escaped-again.toml", &stdout);
+    let (code, stdout2, _) = check(again.path());
     assert_eq!(code, 0);
     assert_eq!(stdout2, stdout);
 }
