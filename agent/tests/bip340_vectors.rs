@@ -2,15 +2,6 @@
 //! the final BIP-340 vectors): verification result for every row, and for
 //! rows with a secret key, signing with the given aux_rand reproduces the
 //! signature exactly.
-//!
-//! `../shared/vectors/bip340-test-vectors.csv` holds the vectors of a
-//! superseded BIP-340 draft (implicit square-Y `R`, "has_square_y" in its
-//! comments); final BIP-340 (even-Y), which libsecp256k1 and every Nostr
-//! implementation use, gives different signatures for rows 0-4. The last test
-//! pins down that every disagreement with that file is one of those rows; as
-//! that file is outside the repository, the test is ignored by default (run
-//! it with `cargo test --test bip340_vectors -- --ignored` beside the shared
-//! folder, where a missing file fails it).
 
 // Test code: a panic is how a test fails.
 #![allow(
@@ -120,37 +111,4 @@ fn signing_reproduces_every_signature_with_a_secret_key() {
     }
     // Rows 0-3 carry secret keys in the published vectors.
     assert_eq!(signed, 4);
-}
-
-#[test]
-#[ignore = "needs ../shared/vectors beside the clone"]
-fn shared_draft_vectors_differ_only_where_the_draft_signature_differs() {
-    let shared = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/vectors/bip340-test-vectors.csv"
-    );
-    let text = std::fs::read_to_string(shared)
-        .unwrap_or_else(|e| panic!("no {shared} beside the clone ({e})"));
-    let final_rows = rows();
-    let mut disagreements = Vec::new();
-    for (line, fin) in text.lines().skip(1).zip(&final_rows) {
-        let f: Vec<&str> = line.splitn(8, ',').collect();
-        let pubkey: [u8; 32] = decode(f[2]).try_into().unwrap();
-        let msg: [u8; 32] = decode(f[4]).try_into().unwrap();
-        let sig: [u8; 64] = decode(f[5]).try_into().unwrap();
-        let claimed = f[6] == "TRUE";
-        if verify_schnorr(&pubkey, &msg, &sig).is_ok() != claimed {
-            // The only acceptable reason: the draft's signature is not the
-            // final BIP-340 one for the same key and message.
-            assert_eq!(pubkey.to_vec(), fin.pubkey, "row {}", fin.index);
-            assert_eq!(msg.to_vec(), fin.msg, "row {}", fin.index);
-            assert_ne!(sig, fin.sig, "row {}", fin.index);
-            disagreements.push(fin.index);
-        }
-    }
-    eprintln!("rows of {shared} that final BIP-340 rejects: {disagreements:?}");
-    assert!(
-        disagreements.iter().all(|&i| final_rows[i as usize].valid),
-        "a row the draft calls invalid verified: {disagreements:?}"
-    );
 }

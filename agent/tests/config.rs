@@ -1,5 +1,5 @@
-//! The agent's TOML configuration (design section 7) and the quorum check
-//! at start (design section 3, rule 7): a valid config, defaults, the
+//! The agent's TOML configuration (`docs/qube-agent.example.toml`) and the quorum check
+//! at start (`docs/PROTOCOL.md` section 5.7): a valid config, defaults, the
 //! documented example, and one test per way a config is refused.
 
 // Test code: a panic is how a test fails.
@@ -19,7 +19,7 @@ use qube_agent::config::{
 use qube_agent::core::nip19::{self, Nip19Error};
 use qube_e2e::temp_file;
 
-/// The npub of design section 7.
+/// The npub of `docs/qube-agent.example.toml`.
 const GEORGE: &str = "npub1sr47j9awvw2xa0m4w770dr2rl7ylzq4xt9k5rel3h4h58sc3mjysx6pj64";
 /// The NIP-19 example npub, and its hex form.
 const ALICE: &str = "npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptg";
@@ -31,7 +31,7 @@ const CAROL: &str = "npub1ccz8l9zpa47k6vz9gphftsrumpw80rjt3nhnefat4symjhrsnmjs38
 /// The NIP-19 example nsec.
 const NSEC: &str = "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5";
 
-/// A valid config modelled on design section 7: three voters, one observer,
+/// A valid config modelled on `docs/qube-agent.example.toml`: three voters, one observer,
 /// quorum 2, both hooks.
 fn sample() -> String {
     format!(
@@ -543,7 +543,7 @@ fn empty_relays_rejected() {
     assert_eq!((key.as_str(), problem), ("relays", Problem::Empty));
 }
 
-// --- quorum (design section 3, rule 7) -------------------------------------
+// --- quorum (`docs/PROTOCOL.md` section 5.7) -------------------------------------
 
 #[test]
 fn quorum_zero_rejected() {

@@ -1,4 +1,4 @@
-//! The execution contract (design section 4): hooks run directly with only
+//! The execution contract (`docs/PROTOCOL.md` section 12): hooks run directly with only
 //! the `QUBE_*` environment, bounded output, a process-group kill on
 //! timeout, the artifact hash check before `command`, and health/rollback.
 

@@ -1,7 +1,7 @@
 //! At-most-once across a real crash: the `qube-agent` binary is killed with
 //! SIGKILL while its hook runs, then started again. The hook must not run a
 //! second time, and the agent must acknowledge the run as `failure` with
-//! error `interrupted` (DESIGN.md section 4).
+//! error `interrupted` (`docs/PROTOCOL.md` section 12).
 
 // Test code: a panic is how a test fails.
 #![allow(

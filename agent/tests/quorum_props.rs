@@ -1,4 +1,4 @@
-//! Property tests of the quorum engine (DESIGN.md section 3 rules 2 to 5)
+//! Property tests of the quorum engine (`docs/PROTOCOL.md` sections 5.2 to 5.5)
 //! against a brute-force reference model, with real signed directives.
 #![allow(
     clippy::unwrap_used,
@@ -194,7 +194,7 @@ fn precedence(p: &Proposal) -> (u64, u64, u64, semver::Prerelease) {
     (v.major, v.minor, v.patch, v.pre)
 }
 
-/// DESIGN.md section 3 rules 2 to 5, by brute force over every directive
+/// `docs/PROTOCOL.md` sections 5.2 to 5.5, by brute force over every directive
 /// ever seen, in no particular order.
 fn reference(all: &[Directive], setup: &Setup) -> Decision {
     // Rule 2: a voter's current directive is the one no other of theirs beats.

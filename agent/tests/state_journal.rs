@@ -1,5 +1,5 @@
-//! The agent's on-disk state and write-ahead journal (DESIGN.md sections 4
-//! and 6): the state directory's mode and ownership, atomic writes, the node
+//! The agent's on-disk state and write-ahead journal (`docs/PROTOCOL.md`
+//! section 12): the state directory's mode and ownership, atomic writes, the node
 //! key, the persisted directives, the installed version, the ack outbox, and
 //! the hash-chained journal with its tamper, truncation and crash cases.
 

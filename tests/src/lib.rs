@@ -59,8 +59,8 @@ pub async fn start_relay(nip42_writes: bool) -> TestRelay {
     TestRelay { relay, url }
 }
 
-/// The publishing rules of the qubestr relay for HyperQube events (DESIGN.md
-/// section 2), so that what our tests publish is what qubestr would accept.
+/// The publishing rules of the qubestr relay for HyperQube events (`docs/PROTOCOL.md`
+/// section 3), so that what our tests publish is what qubestr would accept.
 /// Other kinds pass.
 #[derive(Debug)]
 pub struct QubestrPolicy;

@@ -1,4 +1,4 @@
-//! The quorum rules of DESIGN.md section 3 and the execution contract of
+//! The quorum rules of `docs/PROTOCOL.md` sections 4 and 5 and the execution contract of
 //! section 4, end to end: the agent runs in process against real relays on
 //! loopback. Each negative case ends with a positive control, so a test
 //! cannot pass merely because nothing works.

@@ -1,4 +1,4 @@
-//! The monitor treats the worker as hostile (DESIGN.md section 5): a worker
+//! The monitor treats the worker as hostile (SECURITY.md, `docs/PROTOCOL.md` section 9): a worker
 //! that forwards a forged directive or one from a non-voter, sends an
 //! oversized frame or an unknown message type, or asks for an AUTH
 //! signature for a relay we do not have or with an unbounded challenge, is

@@ -16,7 +16,7 @@ impl Config {
         self.voters().map(|f| *f.pubkey()).collect()
     }
 
-    /// The quorum engine's configuration (DESIGN.md section 3 rules 4, 7).
+    /// The quorum engine's configuration (`docs/PROTOCOL.md` sections 5.4 and 5.7).
     pub fn quorum_config(&self) -> QuorumConfig {
         QuorumConfig {
             voters: self.voter_keys(),
@@ -25,7 +25,7 @@ impl Config {
         }
     }
 
-    /// The directive rules (DESIGN.md section 3 rule 1): `d` tag, network
+    /// The directive rules (`docs/PROTOCOL.md` section 5.1): `d` tag, network
     /// and allowed future skew.
     pub fn directive_rules(&self) -> DirectiveRules {
         DirectiveRules {

@@ -290,7 +290,7 @@ impl std::error::Error for ConfigError {}
 #[non_exhaustive]
 pub enum Warning {
     /// `quorum <= voters / 2`: two disjoint sets of voters can each reach
-    /// quorum for conflicting proposals (design section 3, rule 7).
+    /// quorum for conflicting proposals (`docs/PROTOCOL.md` section 5.7).
     WeakQuorum {
         /// The quorum.
         quorum: usize,

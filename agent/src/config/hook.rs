@@ -1,9 +1,9 @@
-//! Hook sections, `[upgrade]` and `[reboot]` (design section 4): the argv
+//! Hook sections, `[upgrade]` and `[reboot]` (`docs/PROTOCOL.md` section 12): the argv
 //! arrays the monitor runs and the artifact path template.
 
 use std::path::PathBuf;
 
-/// A hook section, `[upgrade]` or `[reboot]` (design section 4).
+/// A hook section, `[upgrade]` or `[reboot]` (`docs/PROTOCOL.md` section 12).
 ///
 /// Every argv is non-empty, its program (first element) non-empty, and no
 /// element contains a NUL byte. The hooks are run directly, never through a
@@ -54,7 +54,7 @@ impl Hook {
 }
 
 /// An absolute path template in which every `{version}` expands to the
-/// version string exactly as signed (design section 4). No other `{` or `}`
+/// version string exactly as signed (`docs/PROTOCOL.md` section 12). No other `{` or `}`
 /// may appear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactTemplate(pub(super) String);

@@ -1,4 +1,4 @@
-//! The agent's TOML configuration (design section 7), parsed once and checked
+//! The agent's TOML configuration (`docs/qube-agent.example.toml`), parsed once and checked
 //! before anything starts.
 //!
 //! Parsing is two steps. First serde reads the file into raw structs with
@@ -9,7 +9,7 @@
 //! [`crate::core::relay_url`]), public keys decoded (NIP-19 npub or hex) and
 //! checked to be BIP-340 keys, versions parsed as semver, hook commands kept
 //! as argv arrays (a shell string is a type error), and the quorum checked
-//! against the number of voters (design section 3, rule 7).
+//! against the number of voters (`docs/PROTOCOL.md` section 5.7).
 //!
 //! [`Config::load`] returns the config with a list of [`Warning`]s (things
 //! that are allowed but probably not meant); a refusal is a [`ConfigError`]
@@ -47,7 +47,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/qube-agent";
 /// directives (kind 33321).
 pub const DEFAULT_D_TAG: &str = "hyperqube";
 /// `policy.max_future_skew_secs` when the file does not set it, in seconds
-/// (design section 3, rule 1).
+/// (`docs/PROTOCOL.md` section 5.1).
 pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 600;
 /// The largest accepted `policy.max_future_skew_secs`, in seconds (one day).
 pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
@@ -62,7 +62,7 @@ pub const MAX_NAME_LEN: usize = 64;
 // Typed values
 // ---------------------------------------------------------------------------
 
-/// A validated agent configuration (design section 7).
+/// A validated agent configuration (`docs/qube-agent.example.toml`).
 ///
 /// Built only by [`Config::load`] or [`Config::from_toml_str`], so every
 /// value satisfies the checks documented on its accessor.
@@ -82,7 +82,7 @@ pub struct Config {
     reboot: Option<Hook>,
 }
 
-/// Whether a follow's directives count (design section 3, rule 1).
+/// Whether a follow's directives count (`docs/PROTOCOL.md` section 5.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -166,13 +166,13 @@ impl Default for Policy {
 impl Policy {
     /// How far in the future a directive's `created_at` may be, in seconds:
     /// 0 to [`MAX_FUTURE_SKEW_SECS`], default
-    /// [`DEFAULT_MAX_FUTURE_SKEW_SECS`] (design section 3, rule 1).
+    /// [`DEFAULT_MAX_FUTURE_SKEW_SECS`] (`docs/PROTOCOL.md` section 5.1).
     pub fn max_future_skew_secs(&self) -> u64 {
         self.max_future_skew_secs
     }
 
     /// Whether an upgrade to a version not newer than the installed one may
-    /// run (design section 3, rule 4). Default `false`.
+    /// run (`docs/PROTOCOL.md` section 5.4). Default `false`.
     pub fn allow_downgrade(&self) -> bool {
         self.allow_downgrade
     }
@@ -184,7 +184,7 @@ impl Policy {
     }
 }
 
-/// Where the node key comes from (`node_key`; design section 6).
+/// Where the node key comes from (`node_key`; `docs/qube-agent.example.toml`, `state_dir`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKeySource {
     /// An absolute path to a key file.
@@ -254,7 +254,7 @@ impl Config {
         Ok((config, warnings))
     }
 
-    /// Parses and checks a config from TOML text (design section 7).
+    /// Parses and checks a config from TOML text (`docs/qube-agent.example.toml`).
     ///
     /// Checks, beyond the TOML types: `network`, `d_tag`, `node_id` and
     /// follow names are 1 to [`MAX_NAME_LEN`] printable bytes; `relays` is a
@@ -263,8 +263,8 @@ impl Config {
     /// a `node_key` path and hook `artifact`s are absolute; `node_key` is a
     /// path or `env:VAR`; `current_version` is semver with an optional
     /// leading `v`; each follow's key is an npub or 64 hex characters, a
-    /// valid BIP-340 key, and distinct; `1 <= quorum <= voters` (design
-    /// section 3, rule 7); numbers are in the ranges their accessors state;
+    /// valid BIP-340 key, and distinct; `1 <= quorum <= voters`
+    /// (`docs/PROTOCOL.md` section 5.7); numbers are in the ranges their accessors state;
     /// hook commands are non-empty argv arrays.
     ///
     /// Returns the config and its [`Warning`]s, in file order.
@@ -290,7 +290,7 @@ impl Config {
         &self.relays
     }
 
-    /// Where state lives (design section 6); absolute, default
+    /// Where state lives (`docs/qube-agent.example.toml`, `state_dir`); absolute, default
     /// [`DEFAULT_STATE_DIR`].
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
@@ -302,7 +302,7 @@ impl Config {
     }
 
     /// Where the node key comes from; `None` means `state_dir/node.key`,
-    /// generated at first start (design section 6).
+    /// generated at first start (`docs/qube-agent.example.toml`, `state_dir`).
     pub fn node_key(&self) -> Option<&NodeKeySource> {
         self.node_key.as_ref()
     }

@@ -17,7 +17,7 @@ const HEADER: &str = "# qube-agent effective configuration (defaults filled in)\
 impl Config {
     /// The effective config as TOML: every default filled in, public keys
     /// as npub, relays in canonical form, times in seconds, keys in the
-    /// order of design section 7. A comment block at the top names each
+    /// order of `docs/qube-agent.example.toml`. A comment block at the top names each
     /// optional key or hook section that is not set and what that means.
     ///
     /// Parsing the output gives back an equal [`Config`], and normalizing
@@ -70,7 +70,7 @@ impl Config {
     }
 }
 
-/// The whole file, in the key order of design section 7.
+/// The whole file, in the key order of `docs/qube-agent.example.toml`.
 #[derive(Serialize)]
 struct View<'a> {
     network: &'a str,

@@ -1,4 +1,4 @@
-//! The checks beyond the TOML types (design section 7): every raw value
+//! The checks beyond the TOML types (`docs/qube-agent.example.toml`): every raw value
 //! becomes a typed one or a [`ConfigError`] naming its key and line.
 
 use std::collections::HashMap;
@@ -135,7 +135,7 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
         });
     }
 
-    // Design section 3, rule 7.
+    // `docs/PROTOCOL.md` section 5.7.
     let voters = follows.iter().filter(|f| f.role == Role::Voter).count();
     let quorum_span = raw.quorum.span();
     let quorum_value = *raw.quorum.get_ref();

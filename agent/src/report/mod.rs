@@ -1,6 +1,6 @@
 //! Read-only operator reports: `qube-agent status` and `qube-agent journal`.
 //!
-//! Both read the config and the state directory (DESIGN.md sections 6 and 7)
+//! Both read the config and the state directory (`docs/qube-agent.example.toml`)
 //! while the agent may be running: they never write, never take the state
 //! lock ([`crate::state::StateDir::lock`]), never create the state directory
 //! or the journal, and never generate a node key
@@ -34,7 +34,7 @@
 //! no value). Times are unix seconds, with a `*_utc` twin in ISO 8601
 //! (`2023-11-14T22:13:20Z`); keys and ids are lower-case hex, npubs NIP-19.
 //!
-//! A *proposal* object (DESIGN.md section 3 rule 3): `action` (`upgrade` |
+//! A *proposal* object (`docs/PROTOCOL.md` section 4): `action` (`upgrade` |
 //! `reboot`), `network`, `version` (as signed), `hash`, `genesis_url`,
 //! `required_by`.
 //!
@@ -56,7 +56,7 @@
 //!   voters, standing, standing_text, outranked_by}`; `voters` are follow
 //!   names in config order; `standing` is one of `runs`, `conflict`, `outranked`,
 //!   `below_quorum`, `already_done`, `not_newer`, `invalid_version`.
-//! * `conflict`: `null` or `{version, proposals}` (DESIGN.md section 3 rule
+//! * `conflict`: `null` or `{version, proposals}` (`docs/PROTOCOL.md` section 5 rule
 //!   5: nothing runs).
 //! * `outbox`: pending acks, `{id, status, action, version, attempts,
 //!   next_attempt_at, next_attempt_utc, due}` (`status` is the ack's

@@ -1,4 +1,4 @@
-//! The current directive of each voter (DESIGN.md section 3 rule 2),
+//! The current directive of each voter (`docs/PROTOCOL.md` section 5.2),
 //! persisted in `directives.json` and re-verified at every start.
 
 use std::collections::BTreeSet;
@@ -11,7 +11,7 @@ use crate::core::directive::{Directive, DirectiveRules};
 use crate::core::event::{Event, Limits};
 
 impl StateDir {
-    /// Persists the current directives (DESIGN.md section 3 rule 2) to
+    /// Persists the current directives (`docs/PROTOCOL.md` section 5.2) to
     /// `directives.json`, atomically: a JSON array of the signed events
     /// exactly as [`crate::core::event::EventData::to_json`] prints them, one per
     /// line. Accepts a slice or [`crate::core::quorum::Engine::directives`].

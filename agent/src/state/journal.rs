@@ -1,4 +1,4 @@
-//! The write-ahead journal (DESIGN.md sections 4 and 6): an append-only,
+//! The write-ahead journal (`docs/PROTOCOL.md` section 12): an append-only,
 //! hash-chained record of every hook run, which makes execution
 //! at-most-once.
 //!
@@ -90,7 +90,7 @@ pub use crate::core::ack::Status;
 pub enum Entry {
     /// A hook is about to run for `proposal`.
     Started {
-        /// The exact proposal (DESIGN.md section 3 rule 3).
+        /// The exact proposal (`docs/PROTOCOL.md` section 4).
         proposal: Proposal,
         /// The 32-byte ids of the directives that formed the quorum.
         directive_ids: Vec<[u8; 32]>,
@@ -917,7 +917,7 @@ impl Journal {
     }
 
     /// Whether `proposal` has a `started` record (whatever its outcome): it
-    /// must never run again (DESIGN.md section 3 rule 4, section 4).
+    /// must never run again (`docs/PROTOCOL.md` sections 5.4 and 12).
     pub fn contains(&self, proposal: &Proposal) -> bool {
         self.started.contains_key(proposal)
     }

@@ -1,4 +1,4 @@
-//! The agent's on-disk state (DESIGN.md section 6): the state directory, the
+//! The agent's on-disk state (`docs/qube-agent.example.toml`, `state_dir`): the state directory, the
 //! node key, the current directive of each voter, the installed version and
 //! the ack outbox. The journal has its own module, [`crate::state::journal`]; its
 //! file lives here too ([`StateDir::journal_path`]).
@@ -36,7 +36,7 @@
 //!   well-formed `directives.json`, an entry that no longer verifies, or no
 //!   longer counts (its author is not a voter any more, the network changed),
 //!   is dropped with a warning: the persisted votes are re-verified at every
-//!   start (DESIGN.md section 3 rule 2).
+//!   start (`docs/PROTOCOL.md` section 5.2).
 //! * **Key files** (`node.key` and a configured `node_key` file) are refused
 //!   when group or others have any permission on them (as ssh does with
 //!   private keys), when they are not regular files, and when they are owned
@@ -290,7 +290,7 @@ fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> S
     }
 }
 
-/// The state directory (DESIGN.md section 6), opened and checked.
+/// The state directory (`docs/qube-agent.example.toml`, `state_dir`), opened and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
     path: PathBuf,

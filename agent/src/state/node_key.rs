@@ -1,4 +1,4 @@
-//! The node key (DESIGN.md section 6): read from `node.key` in the state
+//! The node key (`docs/qube-agent.example.toml`, `state_dir`): read from `node.key` in the state
 //! directory (generated at first start), from a configured file or from an
 //! environment variable; see the "Key files" choice in [`crate::state`].
 
@@ -36,7 +36,7 @@ impl fmt::Display for KeyOrigin {
 }
 
 impl StateDir {
-    /// The node key (DESIGN.md section 6).
+    /// The node key (`docs/qube-agent.example.toml`, `state_dir`).
     ///
     /// * `None`: `node.key` in the state directory; generated at first start
     ///   (OS randomness, written atomically without ever replacing an

@@ -1,4 +1,4 @@
-//! The ack outbox (DESIGN.md section 4), persisted in `outbox.json`, and
+//! The ack outbox (`docs/PROTOCOL.md` section 12), persisted in `outbox.json`, and
 //! its retry backoff.
 
 use serde::Deserialize;
@@ -8,8 +8,7 @@ use super::{StateDir, StateError, MAX_STATE_FILE_BYTES, OUTBOX_FILE};
 use crate::core::backoff::Backoff;
 use crate::core::event::{Event, Limits};
 
-/// Event kind of a HyperQube acknowledgement (DESIGN.md section 2).
-pub const ACK_KIND: u16 = 3333;
+pub use crate::core::ack::ACK_KIND;
 /// Most acks kept in the outbox; pushing one more drops the oldest (with a
 /// warning). 200 acks of at most 64 KiB stay below [`MAX_STATE_FILE_BYTES`].
 pub const MAX_OUTBOX_ENTRIES: usize = 200;
@@ -89,7 +88,7 @@ struct RawOutboxEntry<'a> {
     next_attempt_at: u64,
 }
 
-/// The ack outbox (DESIGN.md section 4): each ack stays queued until at
+/// The ack outbox (`docs/PROTOCOL.md` section 12): each ack stays queued until at
 /// least one relay answered `OK true` for it, persisted in `outbox.json`.
 ///
 /// Every change is written atomically before the method returns; if the
