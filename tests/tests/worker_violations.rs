@@ -27,6 +27,11 @@ fn restarts(node: &Node) -> u64 {
 }
 
 async fn misbehave(mode: &str) {
+    misbehave_with(&[mode]).await;
+}
+
+async fn misbehave_with(args: &[&str]) {
+    let mode = args[0];
     let relay = start_relay(false).await;
     let gov: Vec<qube_agent::Keys> = (1..=3).map(keys).collect();
     let node = Node::default();
@@ -37,7 +42,7 @@ async fn misbehave(mode: &str) {
         dry_run: false,
         worker: WorkerMode::Process {
             program,
-            args: vec![mode.to_owned()],
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         },
     };
     let agent = tokio::spawn(async move { monitor::run(config, options).await.unwrap() });
@@ -102,4 +107,67 @@ async fn an_auth_request_for_another_relay_ends_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auth_request_with_an_unbounded_challenge_ends_the_worker() {
     misbehave("auth-huge-challenge").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reading_is_ended_within_the_write_deadline() {
+    // 2,000 AUTH answers fill the pipe of a worker that never reads: the
+    // monitor's writer misses its 5 s deadline (or its queue overruns) and
+    // the worker is restarted, while the monitor keeps serving.
+    misbehave("stall").await;
+}
+
+/// The state of process `pid` from `/proc` (`R`, `S`, `Z`, ...), `None`
+/// when it no longer exists.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) STATE ...: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restart_leaves_none_of_its_processes_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("sleeper.pid");
+    let pidfile_arg = pidfile.to_str().unwrap().to_owned();
+    let waiter = tokio::spawn(async move {
+        // The first worker writes the file; later ones overwrite it.
+        misbehave_with(&["fork", &pidfile_arg]).await;
+    });
+    assert!(
+        wait_until(Duration::from_secs(15), || pidfile.exists()).await,
+        "the fake worker never started its child"
+    );
+    let first: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        process_state(first).is_some_and(|s| s != 'Z'),
+        "positive control: the child runs while its worker does"
+    );
+    // The worker is ended for its unknown message; its group goes with it.
+    assert!(
+        wait_until(Duration::from_secs(10), || process_state(first)
+            .is_none_or(|s| s == 'Z'))
+        .await,
+        "the worker's child {first} outlived the worker (state {:?})",
+        process_state(first)
+    );
+    waiter.await.unwrap();
+    // The last worker's child dies with the agent's end (abort drops it).
+    let last: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if last != first {
+        assert!(
+            wait_until(Duration::from_secs(10), || process_state(last)
+                .is_none_or(|s| s == 'Z'))
+            .await,
+            "the last worker's child {last} outlived the agent"
+        );
+    }
 }

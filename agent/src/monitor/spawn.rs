@@ -183,8 +183,19 @@ pub(crate) enum WorkerHandle {
     Task(tokio::task::JoinHandle<()>),
 }
 
+impl Drop for WorkerHandle {
+    /// A dropped handle (the agent stopping, a task aborted) ends the
+    /// worker's whole process group, not only the worker.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl WorkerHandle {
-    /// Ends the worker (SIGKILL for a process); never waits.
+    /// Ends the worker (SIGKILL for a process); never waits. Safe to call
+    /// more than once: Linux does not reuse a pid while a process group of
+    /// that id still has members, so the group signalled is always the
+    /// worker's.
     pub(crate) fn stop(&mut self) {
         match self {
             WorkerHandle::Process(child) => {

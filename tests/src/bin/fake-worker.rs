@@ -7,7 +7,11 @@
 //! `oversized` (a frame length over the cap), `unknown` (a message type the
 //! protocol does not have: a request to sign a kind 1 event),
 //! `auth-other-relay` (an AUTH request for a relay index not configured),
-//! `auth-huge-challenge` (an AUTH request with a 1000-byte challenge).
+//! `auth-huge-challenge` (an AUTH request with a 1000-byte challenge),
+//! `stall` (2,000 valid AUTH requests, then it never reads its stdin again,
+//! so the monitor's answers fill the pipe), `fork PIDFILE` (leads its own
+//! session as the real worker does, starts `/bin/sleep`, writes the sleeper's
+//! pid to PIDFILE, waits 1 s, then sends an unknown message type).
 
 #![forbid(unsafe_code)]
 // A test fixture: a broken fixture may panic.
@@ -20,6 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "fork" {
+        qube_agent::worker::sandbox::detach_session().unwrap();
+    }
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
     let _start: MonitorMessage = ipc::read_message(&mut stdin).await.unwrap();
@@ -82,6 +89,37 @@ async fn main() {
                 challenge: "c".repeat(1000),
             };
             ipc::write_message(&mut stdout, &msg).await.unwrap();
+        }
+        "stall" => {
+            for _ in 0..2_000 {
+                let msg = WorkerMessage::AuthRequest {
+                    relay: 0,
+                    challenge: "c".into(),
+                };
+                ipc::write_message(&mut stdout, &msg).await.unwrap();
+            }
+            // Never read again: the monitor must not wait for us.
+            std::future::pending::<()>().await;
+        }
+        "fork" => {
+            let pidfile = std::env::args().nth(2).unwrap();
+            // Never waited for on purpose: the monitor must end it with
+            // the worker's process group.
+            #[allow(clippy::zombie_processes)]
+            let sleeper = std::process::Command::new("/bin/sleep")
+                .arg("1000")
+                .spawn()
+                .unwrap();
+            std::fs::write(pidfile, sleeper.id().to_string()).unwrap();
+            // Long enough for the test to see the child alive.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let frame = br#"{"type":"sign_event","kind":1,"content":"pay me"}"#;
+            stdout
+                .write_all(&(frame.len() as u32).to_be_bytes())
+                .await
+                .unwrap();
+            stdout.write_all(frame).await.unwrap();
+            stdout.flush().await.unwrap();
         }
         other => panic!("unknown mode {other:?}"),
     }
