@@ -47,3 +47,9 @@ pub fn check_relay_message(data: &[u8]) {
         check_parsed_event(event, &limits);
     }
 }
+
+/// A worker frame through the monitor's request table in every state; the
+/// table's own promises are checked inside (it panics on a broken one).
+pub fn check_worker_frame(data: &[u8]) {
+    qube_agent::monitor::fuzz_worker_frame(data);
+}

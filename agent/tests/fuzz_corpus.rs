@@ -56,3 +56,12 @@ fn relay_message_corpus() {
         "only {n} relay message inputs: is fuzz/corpus/relay_message committed?"
     );
 }
+
+#[test]
+fn worker_frame_corpus() {
+    let n = replay("worker_frame", checks::check_worker_frame);
+    assert!(
+        n >= 8,
+        "only {n} worker frame inputs: is fuzz/corpus/worker_frame committed?"
+    );
+}

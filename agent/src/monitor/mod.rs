@@ -39,6 +39,18 @@ use crate::state::{Outbox, StateDir};
 
 pub use crate::state::RUNTIME_FILE;
 
+/// Runs one worker-to-monitor frame payload (without its 4-byte length)
+/// through the monitor's request table in every state and checks the
+/// table's promises; for the cargo-fuzz target `worker_frame` and its
+/// corpus replay. Pure: no I/O.
+///
+/// # Panics
+/// When the table permits something it must refuse (a bug).
+#[doc(hidden)]
+pub fn fuzz_worker_frame(payload: &[u8]) {
+    requests::fuzz_frame(payload);
+}
+
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {

@@ -225,11 +225,75 @@ impl Request {
 ///
 /// # Errors
 /// [`Violation`] for a frame that does not decode, or as [`check`].
-#[cfg(test)]
 pub(crate) fn check_frame(payload: &[u8], permits: &Permits<'_>) -> Result<Request, Violation> {
     let msg: WorkerMessage = crate::ipc::decode(payload)
         .map_err(|e| Violation(format!("worker sent a bad frame: {e}")))?;
     check(msg, permits)
+}
+
+/// Fuzzing entry (`fuzz/fuzz_targets/worker_frame.rs`, and the corpus
+/// replay in `agent/tests/fuzz_corpus.rs`): one worker frame payload through
+/// [`check_frame`] in every [`Phase`], with two configured relays, network
+/// `hqz`, `d` tag `hyperqube` and the voters whose secret keys are 32 bytes
+/// of 1, 2 and 3, at unix time 1 700 000 000.
+///
+/// # Panics
+/// When a permitted request breaks what the table promises: a directive
+/// not admissible under those rules, an AUTH challenge the monitor must not
+/// sign, a relay index out of range, or a phase moved backwards.
+pub(crate) fn fuzz_frame(payload: &[u8]) {
+    use std::sync::OnceLock;
+    static VOTERS: OnceLock<BTreeSet<[u8; 32]>> = OnceLock::new();
+    let voters = VOTERS.get_or_init(|| {
+        (1u8..=3)
+            .filter_map(|n| crate::core::keys::Keys::from_secret_bytes(&[n; 32]))
+            .map(|k| k.public_key())
+            .collect()
+    });
+    let rules = DirectiveRules::new("hqz");
+    let now = 1_700_000_000;
+    for phase in [Phase::Started, Phase::Sandboxed, Phase::Synced] {
+        let permits = Permits {
+            phase,
+            relays: 2,
+            rules: &rules,
+            voters,
+            now,
+        };
+        let Ok(request) = check_frame(payload, &permits) else {
+            continue;
+        };
+        // Invariants of the table: a fuzzer reports a panic.
+        #[allow(clippy::panic)]
+        match &request {
+            Request::Directive { relay, directive } => {
+                let again = admit(
+                    directive.event().clone(),
+                    &rules,
+                    Authors::Only(voters),
+                    now,
+                );
+                if *relay >= 2 || again.is_err() || phase == Phase::Started {
+                    panic!("permitted a directive it must refuse: {request:?}");
+                }
+            }
+            Request::Auth { relay, challenge } => {
+                if *relay >= 2 || !is_signable_challenge(challenge) || phase == Phase::Started {
+                    panic!("permitted an AUTH request it must refuse: {request:?}");
+                }
+            }
+            Request::PublishResult { relay, .. } | Request::RelayStatus { relay, .. } => {
+                if *relay >= 2 || phase == Phase::Started {
+                    panic!("permitted a request it must refuse: {request:?}");
+                }
+            }
+            Request::Sandbox { .. } | Request::Synced { .. } | Request::Dropped { .. } => {}
+        }
+        #[allow(clippy::panic)]
+        if request.next_phase(phase) < phase {
+            panic!("phase moved backwards from {phase:?}: {request:?}");
+        }
+    }
 }
 
 /// Parses, verifies and admits a forwarded directive as if the worker did
