@@ -40,16 +40,25 @@ pub struct TestRelay {
 /// rules ([`QubestrPolicy`]); with `nip42_writes`, publishing needs NIP-42
 /// authentication (as on qubestr).
 pub async fn start_relay(nip42_writes: bool) -> TestRelay {
-    let mut builder = RelayBuilder::default()
-        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .write_policy(QubestrPolicy);
-    if nip42_writes {
-        builder = builder.nip42(RelayBuilderNip42 {
-            mode: RelayBuilderNip42Mode::Write,
-        });
-    }
-    let relay = LocalRelay::new(builder);
-    relay.run().await.expect("start in-process relay");
+    // nostr-relay-builder picks a random port without asking the kernel, so
+    // on a busy machine it can pick one in use: try again, a few times.
+    let mut attempt = 0;
+    let relay = loop {
+        let mut builder = RelayBuilder::default()
+            .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .write_policy(QubestrPolicy);
+        if nip42_writes {
+            builder = builder.nip42(RelayBuilderNip42 {
+                mode: RelayBuilderNip42Mode::Write,
+            });
+        }
+        let relay = LocalRelay::new(builder);
+        match relay.run().await {
+            Ok(()) => break relay,
+            Err(e) if attempt < 20 && format!("{e:?}").contains("AddrInUse") => attempt += 1,
+            Err(e) => panic!("start in-process relay: {e:?}"),
+        }
+    };
     let url = relay
         .url()
         .await

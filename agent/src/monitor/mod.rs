@@ -419,6 +419,12 @@ impl Monitor {
                     {
                         info!("acknowledgement {id} stored by {url}");
                     }
+                } else if message.starts_with("auth-required:") {
+                    // NIP-42: the relay asks for AUTH first; the ack goes
+                    // out again after we answer its challenge.
+                    info!(
+                        "{url} wants NIP-42 AUTH before storing {id}; it is sent again after AUTH"
+                    );
                 } else {
                     warn!("{url} refused {id}: {}", escape(&message, 512));
                 }

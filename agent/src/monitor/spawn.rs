@@ -167,8 +167,17 @@ fn spawn_stderr_relay<R: AsyncRead + Unpin + Send + 'static>(stderr: R) {
             }
             logged += 1;
             let text = String::from_utf8_lossy(&line);
-            let text = printable(text.trim_end_matches('\r'), STDERR_LINE_BYTES);
-            info!("worker: {text}{}", if cut { " [cut]" } else { "" });
+            let (level, message) = worker_log_line(text.trim_end_matches('\r'));
+            let text = printable(message, STDERR_LINE_BYTES);
+            let cut = if cut { " [cut]" } else { "" };
+            match level {
+                Some(tracing::Level::ERROR) => tracing::error!("worker: {text}{cut}"),
+                Some(tracing::Level::WARN) => warn!("worker: {text}{cut}"),
+                Some(tracing::Level::DEBUG | tracing::Level::TRACE) => {
+                    tracing::debug!("worker: {text}{cut}")
+                }
+                _ => info!("worker: {text}{cut}"),
+            }
         }
     });
 }
@@ -308,6 +317,23 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut reader: R) -> FromWor
     rx
 }
 
+/// The level and message of one line the worker logged (`TIMESTAMP LEVEL
+/// message`, as `tracing_subscriber::fmt` writes without colours), so the
+/// monitor logs it at the same level; a line in another shape is the
+/// message itself, at no particular level. The worker is untrusted: this
+/// only picks a log level, and the message is escaped by the caller.
+fn worker_log_line(line: &str) -> (Option<tracing::Level>, &str) {
+    let Some((_timestamp, rest)) = line.trim_start().split_once(char::is_whitespace) else {
+        return (None, line);
+    };
+    let rest = rest.trim_start();
+    let (level, message) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    match level.parse::<tracing::Level>() {
+        Ok(level) => (Some(level), message.trim_start()),
+        Err(_) => (None, line),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +342,25 @@ mod tests {
     fn restarts_back_off_from_2_s_to_60_s() {
         let secs: Vec<u64> = (1..=8).map(|n| restart_delay(n).as_secs()).collect();
         assert_eq!(secs, [2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn worker_lines_keep_their_level() {
+        assert_eq!(
+            worker_log_line("2026-12-03T00:00:00.000001Z  WARN ws://r: NIP-42 challenge ignored"),
+            (
+                Some(tracing::Level::WARN),
+                "ws://r: NIP-42 challenge ignored"
+            )
+        );
+        assert_eq!(
+            worker_log_line("2026-12-03T00:00:00Z ERROR worker: cannot start"),
+            (Some(tracing::Level::ERROR), "worker: cannot start")
+        );
+        assert_eq!(
+            worker_log_line("panicked at src/x.rs"),
+            (None, "panicked at src/x.rs")
+        );
+        assert_eq!(worker_log_line("one"), (None, "one"));
     }
 }

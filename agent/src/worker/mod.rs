@@ -153,6 +153,7 @@ where
         settled: vec![Settled::No; start.relays.len()],
         synced_sent: false,
         challenge_warned: HashSet::new(),
+        down: HashSet::new(),
     };
     let sync_deadline = tokio::time::Instant::now() + SYNC_DEADLINE;
 
@@ -258,6 +259,8 @@ struct Filtering {
     newest: BTreeMap<[u8; 32], Directive>,
     /// Relays already warned about for an unsignable AUTH challenge.
     challenge_warned: HashSet<usize>,
+    /// Relays that are down and were warned about.
+    down: HashSet<usize>,
 }
 
 impl Filtering {
@@ -303,6 +306,9 @@ impl Filtering {
                 message: truncated(&message, 512),
             }),
             RelayEvent::Connected { relay } => {
+                if self.down.remove(&relay) {
+                    info!("{}: reconnected", url(relay));
+                }
                 debug!("{}: connected", url(relay));
                 Some(WorkerMessage::RelayStatus {
                     relay,
@@ -316,15 +322,26 @@ impl Filtering {
                 retry_in,
             } => {
                 self.settle(relay, Settled::Failed);
-                info!(
-                    "{}: {reason}; retrying in {} ms",
-                    url(relay),
-                    retry_in.as_millis()
-                );
+                let reason = printable(&reason, 512);
+                // A warning when a relay goes down, then quiet while it
+                // stays down (one line per retry would flood the log).
+                if self.down.insert(relay) {
+                    warn!(
+                        "{}: {reason}; retrying in {} ms (further failures at debug level until it reconnects)",
+                        url(relay),
+                        retry_in.as_millis()
+                    );
+                } else {
+                    debug!(
+                        "{}: {reason}; retrying in {} ms",
+                        url(relay),
+                        retry_in.as_millis()
+                    );
+                }
                 Some(WorkerMessage::RelayStatus {
                     relay,
                     connected: false,
-                    detail: truncated(&reason, 512),
+                    detail: reason,
                 })
             }
             RelayEvent::EndOfStored { relay } => {
@@ -333,7 +350,7 @@ impl Filtering {
                 None
             }
             RelayEvent::Notice { relay, message } => {
-                info!("{}: {}", url(relay), truncated(&message, 512));
+                info!("{}: {}", url(relay), printable(&message, 512));
                 None
             }
         }
@@ -434,6 +451,7 @@ mod tests {
             seen: HashSet::new(),
             newest: BTreeMap::new(),
             challenge_warned: HashSet::new(),
+            down: HashSet::new(),
         }
     }
 
