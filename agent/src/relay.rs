@@ -2,18 +2,26 @@
 //! rustls (ring provider, webpki roots).
 //!
 //! Each task connects, subscribes with the configured filter, and turns what
-//! the relay sends into [`RelayEvent`]s: events are parsed strictly and
-//! verified (id and BIP-340 signature) before they leave the task, everything
-//! else a relay says is bounded and typed. A relay that is down, slow or
-//! hostile affects only its own task: it is disconnected and retried with
-//! exponential backoff and jitter, and the other relays go on.
+//! the relay sends into [`RelayEvent`]s: everything a relay says is bounded
+//! and typed, and an event leaves the task only after these checks, cheapest
+//! first: size and strict parse, our subscription id, the subscription's
+//! filter (kind, authors, `#d`), an id not already delivered by any relay of
+//! the pool, then the id and BIP-340 signature. An event that fails the
+//! last check is the relay's fault (an honest relay verifies what it
+//! stores): the task disconnects from that relay and backs off. A relay that
+//! is down, slow or hostile affects only its own task: it is disconnected
+//! and retried with exponential backoff and jitter, and the other relays go
+//! on. Per-relay counters ([`RelayPool::stats`]) say what each relay sent and
+//! what was dropped, and why.
 //!
 //! What to do with events (filtering by author and kind, deduplication
 //! across relays, quorum) is the caller's business; so is answering NIP-42
 //! challenges, which need the node key: the task reports
 //! [`RelayEvent::AuthChallenge`] and sends whatever AUTH event it is handed.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -152,6 +160,66 @@ pub enum RelayEvent {
     },
 }
 
+/// What one relay sent, counted by its task (monotonic since the pool
+/// started).
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Text frames received.
+    pub frames: AtomicU64,
+    /// Bytes of those frames.
+    pub bytes: AtomicU64,
+    /// Frames that were not a relay message we accept (malformed, over a
+    /// limit, unknown type).
+    pub malformed: AtomicU64,
+    /// Events outside our subscription's filter or subscription id: dropped
+    /// before any signature check.
+    pub outside_filter: AtomicU64,
+    /// Events whose id a relay of the pool already delivered: dropped
+    /// before any signature check.
+    pub duplicate: AtomicU64,
+    /// Signature checks done (id and BIP-340).
+    pub verified: AtomicU64,
+    /// Events whose id or signature did not verify (the relay was then
+    /// disconnected).
+    pub invalid: AtomicU64,
+    /// Events delivered to the caller.
+    pub delivered: AtomicU64,
+}
+
+impl RelayStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A counter's current value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Ids of events delivered by any relay of a pool (only verified ones, so a
+/// forged event cannot shadow the real one), bounded: cleared when full.
+#[derive(Debug, Default)]
+struct SeenIds(Mutex<HashSet<[u8; 32]>>);
+
+/// Ids remembered across relays before the set is cleared.
+const SEEN_IDS_CAP: usize = 16_384;
+
+impl SeenIds {
+    fn contains(&self, id: &[u8; 32]) -> bool {
+        self.0.lock().map(|s| s.contains(id)).unwrap_or(false)
+    }
+
+    fn insert(&self, id: [u8; 32]) {
+        if let Ok(mut set) = self.0.lock() {
+            if set.len() >= SEEN_IDS_CAP {
+                set.clear();
+            }
+            set.insert(id);
+        }
+    }
+}
+
 /// A command to one relay task.
 #[derive(Debug, Clone)]
 enum Command {
@@ -165,6 +233,7 @@ pub struct RelayPool {
     targets: Vec<RelayTarget>,
     commands: Vec<mpsc::Sender<Command>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    stats: Vec<Arc<RelayStats>>,
 }
 
 impl RelayPool {
@@ -178,11 +247,15 @@ impl RelayPool {
         let (events_tx, events_rx) = mpsc::channel(256);
         let tls = Arc::new(tls_config());
         let filters = Arc::new(filters);
+        let seen = Arc::new(SeenIds::default());
         let mut commands = Vec::with_capacity(targets.len());
         let mut tasks = Vec::with_capacity(targets.len());
+        let mut stats = Vec::with_capacity(targets.len());
         for (index, target) in targets.iter().enumerate() {
             let (cmd_tx, cmd_rx) = mpsc::channel(64);
             commands.push(cmd_tx);
+            let counters = Arc::new(RelayStats::default());
+            stats.push(Arc::clone(&counters));
             let task = RelayTask {
                 index,
                 target: target.clone(),
@@ -191,6 +264,8 @@ impl RelayPool {
                 tls: Arc::clone(&tls),
                 events: events_tx.clone(),
                 commands: cmd_rx,
+                seen: Arc::clone(&seen),
+                stats: counters,
             };
             tasks.push(tokio::spawn(task.run()));
         }
@@ -199,6 +274,7 @@ impl RelayPool {
                 targets,
                 commands,
                 tasks,
+                stats,
             },
             events_rx,
         )
@@ -207,6 +283,11 @@ impl RelayPool {
     /// The relays, in index order.
     pub fn targets(&self) -> &[RelayTarget] {
         &self.targets
+    }
+
+    /// The counters of relay `relay` (an index into [`RelayPool::targets`]).
+    pub fn stats(&self, relay: usize) -> Option<&RelayStats> {
+        self.stats.get(relay).map(AsRef::as_ref)
     }
 
     /// Sends `event` to every relay (NIP-01 `EVENT`). Relays that are not
@@ -265,6 +346,8 @@ struct RelayTask {
     tls: Arc<rustls::ClientConfig>,
     events: mpsc::Sender<RelayEvent>,
     commands: mpsc::Receiver<Command>,
+    seen: Arc<SeenIds>,
+    stats: Arc<RelayStats>,
 }
 
 impl RelayTask {
@@ -395,9 +478,12 @@ impl RelayTask {
                     ping_sent = false;
                     match frame {
                         Message::Text(text) => {
+                            RelayStats::add(&self.stats.frames, 1);
+                            RelayStats::add(&self.stats.bytes, text.len() as u64);
                             match self.handle_text(text.as_bytes(), &mut resubscribe_after_auth).await {
                                 Ok(()) => {}
                                 Err(Stop::Receiver) => return "shutting down".into(),
+                                Err(Stop::Misbehaved(why)) => return why,
                             }
                         }
                         Message::Binary(_) => {
@@ -463,31 +549,45 @@ impl RelayTask {
     async fn handle_text(&self, text: &[u8], resubscribe: &mut bool) -> Result<(), Stop> {
         let relay = self.index;
         let report = match RelayMessage::from_json(text, &self.options.limits) {
-            Err(e) => RelayEvent::Notice {
-                relay,
-                message: format!("dropped a malformed message: {e}"),
-            },
+            Err(e) => {
+                RelayStats::add(&self.stats.malformed, 1);
+                RelayEvent::Notice {
+                    relay,
+                    message: format!("dropped a malformed message: {e}"),
+                }
+            }
             Ok(RelayMessage::Event {
                 subscription_id,
                 event,
             }) => {
-                if subscription_id != SUBSCRIPTION_ID {
-                    RelayEvent::Notice {
-                        relay,
-                        message: "dropped an event for a subscription we did not open".into(),
-                    }
-                } else if !self.filters.iter().any(|f| f.matches(&event)) {
-                    // Cheap before expensive: an event outside what we asked
-                    // for (wrong kind, an author who is not a voter) costs no
-                    // signature check, and no log line per event.
+                // Cheap before expensive: an event outside what we asked for
+                // (another subscription, kind or author) or already
+                // delivered by a relay of the pool costs no signature check,
+                // and no log line per event.
+                if subscription_id != SUBSCRIPTION_ID
+                    || !self.filters.iter().any(|f| f.matches(&event))
+                {
+                    RelayStats::add(&self.stats.outside_filter, 1);
                     return Ok(());
-                } else {
-                    match event.verify() {
-                        Ok(event) => RelayEvent::Event { relay, event },
-                        Err(e) => RelayEvent::Notice {
-                            relay,
-                            message: format!("dropped an event: {e}"),
-                        },
+                }
+                if self.seen.contains(&event.id) {
+                    RelayStats::add(&self.stats.duplicate, 1);
+                    return Ok(());
+                }
+                RelayStats::add(&self.stats.verified, 1);
+                match event.verify() {
+                    Ok(event) => {
+                        self.seen.insert(event.id);
+                        RelayStats::add(&self.stats.delivered, 1);
+                        RelayEvent::Event { relay, event }
+                    }
+                    Err(e) => {
+                        // An honest relay verifies what it stores: this one
+                        // is faulty or hostile. Disconnect and back off.
+                        RelayStats::add(&self.stats.invalid, 1);
+                        return Err(Stop::Misbehaved(format!(
+                            "sent an event that does not verify ({e}); disconnecting"
+                        )));
                     }
                 }
             }
@@ -525,7 +625,11 @@ impl RelayTask {
 }
 
 enum Stop {
+    /// The caller dropped its receiver: shut down.
     Receiver,
+    /// The relay sent something only a faulty relay sends: disconnect, with
+    /// this reason.
+    Misbehaved(String),
 }
 
 /// `delay` scaled by a random factor in [0.5, 1.0): reconnecting relays

@@ -218,3 +218,98 @@ async fn one_relay_down_and_one_hostile_do_not_stop_the_third() {
     .await;
     assert_eq!(got, ev);
 }
+
+/// An EVENT frame for our subscription carrying `event`'s JSON.
+fn event_frame(json: &str) -> Message {
+    Message::text(format!(r#"["EVENT","qube-directives",{json}]"#))
+}
+
+#[tokio::test]
+async fn floods_outside_the_filter_and_duplicates_cost_no_signature_check() {
+    use qube_agent::relay::RelayStats;
+    let voter = keys(1);
+    let stranger = keys(2);
+    // What the hostile relay answers to every frame: 2,000 events from a
+    // non-voter (half with a broken signature), 2,000 of another kind, and
+    // 1,000 copies of one valid voter directive.
+    let good = directive().created_at(now()).sign(&voter);
+    let from_stranger = directive().created_at(now()).sign(&stranger);
+    let mut broken = from_stranger.clone().into_unverified().into_data();
+    broken.content = "tampered".into();
+    let broken = qube_agent::UnverifiedEvent::from_data(broken).to_json();
+    let other_kind = event(1).created_at(now()).sign(&voter).to_json();
+    let mut frames = Vec::new();
+    for _ in 0..1_000 {
+        frames.push(event_frame(&from_stranger.to_json()));
+        frames.push(event_frame(&broken));
+        frames.push(event_frame(&other_kind));
+        frames.push(event_frame(&other_kind));
+        frames.push(event_frame(&good.to_json()));
+    }
+    frames.push(Message::text(r#"["EOSE","qube-directives"]"#));
+    let hostile = garbage_relay(frames).await;
+    let (pool, mut rx) = RelayPool::start(
+        vec![target(&hostile)],
+        vec![directive_filter(vec![voter.public_key()])],
+        fast_options(),
+    );
+    let delivered = wait_for(&mut rx, WAIT, |e| match e {
+        RelayEvent::Event { event, .. } => Some(event.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(delivered, good, "positive control: the voter's directive");
+    wait_for(&mut rx, WAIT, |e| {
+        matches!(e, RelayEvent::EndOfStored { relay: 0 }).then_some(())
+    })
+    .await;
+    let stats = pool.stats(0).unwrap();
+    let get = RelayStats::get;
+    assert_eq!(
+        get(&stats.outside_filter),
+        4_000,
+        "non-voter and other-kind events"
+    );
+    assert_eq!(get(&stats.duplicate), 999, "copies of a delivered event");
+    assert_eq!(
+        get(&stats.verified),
+        1,
+        "only the first copy of the voter's directive is verified"
+    );
+    assert_eq!(get(&stats.delivered), 1);
+    assert_eq!(get(&stats.invalid), 0);
+}
+
+#[tokio::test]
+async fn a_relay_that_sends_a_forged_voter_event_is_disconnected() {
+    let voter = keys(1);
+    let mut forged = directive()
+        .created_at(now())
+        .sign(&voter)
+        .into_unverified()
+        .into_data();
+    forged.content = "forged".into();
+    let forged = qube_agent::UnverifiedEvent::from_data(forged).to_json();
+    let hostile = garbage_relay(vec![event_frame(&forged), event_frame(&forged)]).await;
+    let (pool, mut rx) = RelayPool::start(
+        vec![target(&hostile)],
+        vec![directive_filter(vec![voter.public_key()])],
+        fast_options(),
+    );
+    let reason = wait_for(&mut rx, WAIT, |e| match e {
+        RelayEvent::Disconnected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(
+        reason.contains("does not verify"),
+        "disconnected for another reason: {reason}"
+    );
+    let stats = pool.stats(0).unwrap();
+    // One signature check per connection, not one per forged frame.
+    assert!(qube_agent::relay::RelayStats::get(&stats.verified) >= 1);
+    assert_eq!(
+        qube_agent::relay::RelayStats::get(&stats.invalid),
+        qube_agent::relay::RelayStats::get(&stats.verified)
+    );
+}
