@@ -109,6 +109,11 @@ pub struct StartParams {
     pub d_tag: String,
     /// Allowed future skew of `created_at`, seconds.
     pub max_future_skew_secs: u64,
+    /// Additional TLS trust anchors for `wss://` relays (`[tls]
+    /// extra_roots`), DER certificates (hex on the wire); at most 64 KiB in
+    /// all, so the frame stays under [`MAX_FRAME_BYTES`].
+    #[serde(default, with = "hex_bytes_vec")]
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 /// How much of the worker's sandbox the kernel enforces (`full`, `partial`
@@ -186,6 +191,28 @@ mod hex32_vec {
         texts
             .iter()
             .map(|t| super::hex32::parse(t).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Serde for a list of byte strings as hex strings.
+mod hex_bytes_vec {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(items: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&hex::encode(item))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let texts = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        texts
+            .iter()
+            .map(|t| hex::decode(t.as_ref()).map_err(serde::de::Error::custom))
             .collect()
     }
 }

@@ -85,6 +85,9 @@ pub struct RelayOptions {
     pub backoff_initial: Duration,
     /// Largest reconnect delay. Default 60 s.
     pub backoff_max: Duration,
+    /// DER certificates trusted for `wss://` in addition to the Mozilla
+    /// roots of webpki-roots (`[tls] extra_roots`). Default none.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl Default for RelayOptions {
@@ -96,6 +99,7 @@ impl Default for RelayOptions {
             idle_timeout: Duration::from_secs(90),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -245,7 +249,7 @@ impl RelayPool {
         options: RelayOptions,
     ) -> (RelayPool, mpsc::Receiver<RelayEvent>) {
         let (events_tx, events_rx) = mpsc::channel(256);
-        let tls = Arc::new(tls_config());
+        let tls = Arc::new(tls_config(&options.extra_roots));
         let filters = Arc::new(filters);
         let seen = Arc::new(SeenIds::default());
         let mut commands = Vec::with_capacity(targets.len());
@@ -317,11 +321,15 @@ impl Drop for RelayPool {
 }
 
 /// rustls client configuration: ring provider, TLS 1.2 and 1.3, Mozilla's
-/// roots from webpki-roots.
-fn tls_config() -> rustls::ClientConfig {
-    let roots = rustls::RootCertStore {
+/// roots from webpki-roots plus `extra_roots` (DER; one that is not a
+/// usable trust anchor is skipped, as the monitor checked them already).
+fn tls_config(extra_roots: &[Vec<u8>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    for der in extra_roots {
+        let _ = roots.add(rustls::pki_types::CertificateDer::from(der.clone()));
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     match rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -661,7 +669,7 @@ mod tests {
 
     #[test]
     fn tls_config_has_roots_and_ring() {
-        let config = tls_config();
+        let config = tls_config(&[]);
         // ring's TLS 1.3 suites are all there; no aws-lc provider sneaked in.
         let suites = &config.crypto_provider().cipher_suites;
         assert!(suites

@@ -927,3 +927,49 @@ fn load_warns_when_writable_by_others() {
     std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(Config::load(file.path()).unwrap().1, vec![]);
 }
+
+// --- [tls] extra_roots --------------------------------------------------------
+
+#[test]
+fn tls_extra_roots_are_read_checked_and_printed() {
+    let ca = qube_e2e::TestCa::new("qube test CA");
+    let pem = temp_file("ca.pem", ca.pem());
+    let text = format!(
+        "{}\n[tls]\nextra_roots = {:?}\n",
+        sample(),
+        pem.path().to_str().unwrap()
+    );
+    let (config, _) = Config::from_toml_str(&text).unwrap();
+    assert_eq!(config.tls_extra_roots(), [ca.der()]);
+    assert_eq!(config.tls_extra_roots_path(), Some(pem.path()));
+    let normalized = config.normalized_toml();
+    assert!(normalized.contains("[tls]"), "{normalized}");
+    let (again, _) = Config::from_toml_str(&normalized).unwrap();
+    assert_eq!(again.tls_extra_roots(), config.tls_extra_roots());
+    // Positive control above; without the section there are none.
+    let (plain, _) = Config::from_toml_str(&sample()).unwrap();
+    assert!(plain.tls_extra_roots().is_empty());
+}
+
+#[test]
+fn tls_extra_roots_that_cannot_be_used_are_errors_with_the_line() {
+    let garbage = temp_file("garbage.pem", "not a certificate\n");
+    for (path, why) in [
+        ("/nonexistent/ca.pem".to_owned(), "cannot open it"),
+        (
+            garbage.path().to_str().unwrap().to_owned(),
+            "no CERTIFICATE",
+        ),
+    ] {
+        let text = format!("{}\n[tls]\nextra_roots = {path:?}\n", sample());
+        let (key, problem, line) = invalid(&text);
+        assert_eq!(key, "tls.extra_roots");
+        assert!(
+            matches!(&problem, Problem::TlsRoots(w) if w.contains(why)),
+            "{problem:?}"
+        );
+        assert_eq!(line, Some(line_of(&text, "extra_roots")));
+    }
+    let text = format!("{}\n[tls]\nextra_roots = \"ca.pem\"\n", sample());
+    assert_eq!(invalid(&text).1, Problem::NotAbsolute);
+}

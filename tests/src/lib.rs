@@ -704,3 +704,108 @@ pub fn start_agent_in_process(config: Config) -> tokio::task::JoinHandle<()> {
         monitor::run(config, options).await.unwrap();
     })
 }
+
+/// A certificate authority for the `wss://` tests: a fresh key and a
+/// self-signed CA certificate.
+pub struct TestCa {
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+/// A leaf certificate and its key, DER.
+pub struct TestLeaf {
+    /// The certificate, DER.
+    pub cert: Vec<u8>,
+    /// Its PKCS#8 private key, DER.
+    pub key: Vec<u8>,
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa { key, cert }
+    }
+
+    /// The CA certificate as PEM.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// The CA certificate as DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+
+    /// A server certificate for `names`, valid from 2020 to 2100, or with
+    /// `expired`, only during 2020.
+    pub fn leaf(&self, names: &[&str], expired: bool) -> TestLeaf {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("leaf params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = if expired {
+            rcgen::date_time_ymd(2020, 12, 31)
+        } else {
+            rcgen::date_time_ymd(2100, 1, 1)
+        };
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("leaf certificate");
+        TestLeaf {
+            cert: cert.der().to_vec(),
+            key: key.serialize_der(),
+        }
+    }
+}
+
+/// A TLS terminator on loopback in front of the `ws://` relay at
+/// `backend`: it presents `leaf` and forwards the bytes. Returns
+/// `wss://localhost:PORT`.
+pub async fn tls_terminator(backend: &str, leaf: &TestLeaf) -> String {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let backend = backend
+        .strip_prefix("ws://")
+        .expect("a ws:// backend")
+        .trim_end_matches('/')
+        .to_owned();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.cert.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key.clone())),
+        )
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    format!("wss://localhost:{port}")
+}

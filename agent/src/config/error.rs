@@ -118,6 +118,8 @@ pub enum Problem {
         /// Value found.
         quorum: i64,
     },
+    /// The `tls.extra_roots` file cannot be used as trust anchors.
+    TlsRoots(String),
     /// `quorum` is more than the number of voters, so it can never be met.
     QuorumAboveVoters {
         /// Value found.
@@ -160,6 +162,7 @@ impl fmt::Display for Problem {
             Problem::EmptyProgram => f.write_str("the program (first element) is empty"),
             Problem::NulByte => f.write_str("contains a NUL byte"),
             Problem::Template => f.write_str("has a `{` or `}` that is not part of `{version}`"),
+            Problem::TlsRoots(why) => write!(f, "cannot use as trust anchors: {why}"),
             Problem::QuorumTooSmall { quorum } => write!(f, "quorum {quorum} is less than 1"),
             Problem::QuorumAboveVoters { quorum, voters } => write!(
                 f,
@@ -199,6 +202,9 @@ impl Problem {
             }
             Problem::Template => {
                 "the only placeholder is {version}, e.g. \"/var/lib/pillar/staging/znnd-{version}\""
+            }
+            Problem::TlsRoots(_) => {
+                "give a readable PEM file of CA certificates (-----BEGIN CERTIFICATE-----), at most 64 KiB"
             }
             Problem::QuorumTooSmall { .. } | Problem::QuorumAboveVoters { .. } => {
                 "set 1 <= quorum <= the number of [[follows]] with role = \"voter\" (observers do not count)"

@@ -23,6 +23,7 @@ mod error;
 mod hook;
 mod normalized;
 mod raw;
+mod tls;
 mod validate;
 
 use std::fmt;
@@ -80,6 +81,9 @@ pub struct Config {
     policy: Policy,
     upgrade: Option<Hook>,
     reboot: Option<Hook>,
+    /// `[tls] extra_roots`: the file and the DER certificates it held when
+    /// the config was read.
+    tls_extra_roots: Option<(PathBuf, Vec<Vec<u8>>)>,
 }
 
 /// Whether a follow's directives count (`docs/PROTOCOL.md` section 5.1).
@@ -294,6 +298,23 @@ impl Config {
     /// [`DEFAULT_STATE_DIR`].
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// `[tls] extra_roots`: the PEM file of additional trust anchors for
+    /// `wss://` relays (private relays with their own CA), if set.
+    pub fn tls_extra_roots_path(&self) -> Option<&Path> {
+        self.tls_extra_roots
+            .as_ref()
+            .map(|(path, _)| path.as_path())
+    }
+
+    /// The certificates of `[tls] extra_roots`, DER, as read and checked
+    /// when the config was loaded (empty when not set). Trusted in addition
+    /// to the Mozilla roots of webpki-roots, never instead.
+    pub fn tls_extra_roots(&self) -> &[Vec<u8>] {
+        self.tls_extra_roots
+            .as_ref()
+            .map_or(&[][..], |(_, roots)| roots.as_slice())
     }
 
     /// The `node_id` written in acks; `None` means derived from the node key.

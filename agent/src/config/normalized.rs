@@ -90,6 +90,14 @@ struct View<'a> {
     upgrade: Option<HookView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reboot: Option<HookView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsView<'a>>,
+}
+
+/// The `[tls]` section.
+#[derive(Serialize)]
+struct TlsView<'a> {
+    extra_roots: Cow<'a, str>,
 }
 
 /// One `[[follows]]` entry, the key as an npub.
@@ -146,6 +154,9 @@ impl<'a> View<'a> {
             },
             upgrade: config.upgrade.as_ref().map(HookView::of),
             reboot: config.reboot.as_ref().map(HookView::of),
+            tls: config.tls_extra_roots_path().map(|path| TlsView {
+                extra_roots: path.to_string_lossy(),
+            }),
         }
     }
 }

@@ -29,6 +29,14 @@ pub(super) struct RawConfig {
     pub(super) policy: RawPolicy,
     pub(super) upgrade: Option<RawHook>,
     pub(super) reboot: Option<RawHook>,
+    pub(super) tls: Option<RawTls>,
+}
+
+/// The `[tls]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) extra_roots: Option<Spanned<String>>,
 }
 
 /// One `[[follows]]` entry.

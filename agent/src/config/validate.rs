@@ -173,6 +173,16 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
         .reboot
         .map(|hook| src.hook("reboot", hook, &mut warnings))
         .transpose()?;
+    let tls_extra_roots = match raw.tls.and_then(|t| t.extra_roots) {
+        None => None,
+        Some(value) => {
+            let path = src.absolute_path("tls.extra_roots", &value)?;
+            let roots = super::tls::load_extra_roots(&path).map_err(|why| {
+                src.invalid("tls.extra_roots", &value.span(), Problem::TlsRoots(why))
+            })?;
+            Some((path, roots))
+        }
+    };
     if upgrade.is_none() {
         warnings.push(Warning::MissingHook { section: "upgrade" });
     }
@@ -194,6 +204,7 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             policy,
             upgrade,
             reboot,
+            tls_extra_roots,
         },
         warnings,
     ))

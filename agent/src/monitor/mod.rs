@@ -236,6 +236,7 @@ impl Monitor {
             network: self.rules.network.clone(),
             d_tag: self.rules.d_tag.clone(),
             max_future_skew_secs: self.rules.max_future_skew_secs,
+            extra_roots: self.config.tls_extra_roots().to_vec(),
         }
     }
 

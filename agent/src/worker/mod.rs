@@ -143,8 +143,11 @@ where
         max_future_skew_secs: start.max_future_skew_secs,
     };
     let voters: BTreeSet<[u8; 32]> = start.voters.iter().copied().collect();
-    let (pool, mut events) =
-        RelayPool::start(start.relays.clone(), vec![filter], RelayOptions::default());
+    let options = RelayOptions {
+        extra_roots: start.extra_roots.clone(),
+        ..RelayOptions::default()
+    };
+    let (pool, mut events) = RelayPool::start(start.relays.clone(), vec![filter], options);
     let mut state = Filtering {
         rules,
         voters,
