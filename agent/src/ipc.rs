@@ -63,6 +63,14 @@ pub enum WorkerMessage {
         /// Relays that sent `EOSE` in time.
         relays_synced: usize,
     },
+    /// What one relay sent so far (counters since the worker started); sent
+    /// every [`RELAY_STATS_INTERVAL`].
+    RelayStats {
+        /// Index of the relay.
+        relay: usize,
+        /// The counters.
+        counters: RelayCounters,
+    },
     /// A relay connected or disconnected.
     RelayStatus {
         /// Index of the relay.
@@ -114,6 +122,32 @@ pub struct StartParams {
     /// all, so the frame stays under [`MAX_FRAME_BYTES`].
     #[serde(default, with = "hex_bytes_vec")]
     pub extra_roots: Vec<Vec<u8>>,
+}
+
+/// How often the worker reports [`WorkerMessage::RelayStats`].
+pub const RELAY_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one relay sent, counted by the relay client
+/// ([`crate::relay::RelayStats`]); all counts since the worker started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayCounters {
+    /// Text frames received.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Frames that were not a relay message we accept.
+    pub malformed: u64,
+    /// Events outside the subscription's filter (no signature check).
+    pub outside_filter: u64,
+    /// Events already delivered by a relay (no signature check).
+    pub duplicate: u64,
+    /// Signature checks done.
+    pub verified: u64,
+    /// Events that did not verify (the relay was disconnected each time).
+    pub invalid: u64,
+    /// Events delivered to the worker's filter.
+    pub delivered: u64,
 }
 
 /// How much of the worker's sandbox the kernel enforces (`full`, `partial`

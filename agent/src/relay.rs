@@ -195,6 +195,21 @@ impl RelayStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// All counters at once, as they cross IPC.
+    pub fn snapshot(&self) -> crate::ipc::RelayCounters {
+        let get = Self::get;
+        crate::ipc::RelayCounters {
+            frames: get(&self.frames),
+            bytes: get(&self.bytes),
+            malformed: get(&self.malformed),
+            outside_filter: get(&self.outside_filter),
+            duplicate: get(&self.duplicate),
+            verified: get(&self.verified),
+            invalid: get(&self.invalid),
+            delivered: get(&self.delivered),
+        }
+    }
+
     /// A counter's current value.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)

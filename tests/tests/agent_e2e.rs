@@ -126,3 +126,50 @@ async fn two_of_three_through_two_relays_runs_once_and_acknowledges() {
     );
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_relay_its_state_and_what_it_sent() {
+    let relay = start_relay(false).await;
+    let dead = dead_port_url().await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = Node::default();
+    let config = node.config(&[&relay.url, &dead], &[&gov[0], &gov[1], &gov[2]], 2);
+    // One vote: stored, counted, nothing runs.
+    let d1 = directive().created_at(now()).sign(&gov[0]);
+    assert!(publish(&relay.url, &d1, &keys(9)).await.0);
+    let agent = start_agent(config.clone());
+    let status = || {
+        qube_agent::report::status(std::path::Path::new("config.toml"), &config, &[], now()).ok()
+    };
+    // The counters arrive every 10 s.
+    let reported = wait_until(Duration::from_secs(25), || {
+        status().and_then(|s| s.runtime).is_some_and(|r| {
+            r.relays.len() == 2 && r.relays[0].connected && r.relays[0].counters.delivered >= 1
+        })
+    })
+    .await;
+    let report = status().unwrap();
+    assert!(reported, "relays not reported: {:?}", report.runtime);
+    let relays = report.runtime.as_ref().unwrap().relays.clone();
+    assert_eq!(relays[0].url, relay.url);
+    assert_eq!(relays[0].counters.verified, 1, "{:?}", relays[0]);
+    assert!(relays[0].counters.frames >= 2, "EVENT and EOSE at least");
+    assert_eq!(relays[1].url, dead);
+    assert!(!relays[1].connected);
+    assert!(
+        relays[1]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("connect")),
+        "{:?}",
+        relays[1]
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("relays:      {} connected since", relay.url)),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{dead} DOWN since")), "{text}");
+    assert!(node.runs().is_empty());
+    agent.abort();
+}

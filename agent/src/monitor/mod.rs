@@ -33,7 +33,9 @@ use crate::core::keys::Keys;
 use crate::core::message::AUTH_KIND;
 use crate::core::quorum::{Engine, Offer};
 use crate::core::text::printable as escape;
-use crate::ipc::{Enforcement, IpcError, MonitorMessage, RelayTarget, StartParams, WorkerMessage};
+use crate::ipc::{
+    Enforcement, IpcError, MonitorMessage, RelayCounters, RelayTarget, StartParams, WorkerMessage,
+};
 use crate::state::journal::{Entry, Journal};
 use crate::state::{Outbox, StateDir};
 
@@ -59,6 +61,22 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Where the worker runs.
     pub worker: WorkerMode,
+}
+
+/// One relay as `runtime.json` records it for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct RelayRuntime {
+    /// The URL as configured.
+    url: String,
+    /// Connected now.
+    connected: bool,
+    /// Since when connected or disconnected, unix seconds; `None` before
+    /// the first report.
+    since: Option<u64>,
+    /// Why it last disconnected (escaped, at most 256 characters).
+    last_error: Option<String>,
+    /// What it sent, counted by the worker.
+    counters: RelayCounters,
 }
 
 /// Why the agent stopped.
@@ -122,6 +140,9 @@ struct Monitor {
     sandbox: Option<Enforcement>,
     /// How far the current worker has got (the request table's state).
     phase: Phase,
+    /// Each relay's state as the current worker reported it, in config
+    /// order, for `status`.
+    relays: Vec<RelayRuntime>,
     /// Worker restarts since the agent started.
     restarts: u32,
     /// Whether decisions may run: the current worker delivered the relays'
@@ -211,6 +232,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         announced: HashSet::new(),
         deciding: false,
         phase: Phase::Started,
+        relays: Vec::new(),
         sandbox: None,
         restarts: 0,
     };
@@ -229,6 +251,21 @@ fn installed_version(
 }
 
 impl Monitor {
+    /// Every configured relay, not connected, nothing counted.
+    fn fresh_relays(&self) -> Vec<RelayRuntime> {
+        self.config
+            .relays()
+            .iter()
+            .map(|r| RelayRuntime {
+                url: r.as_str().to_owned(),
+                connected: false,
+                since: None,
+                last_error: None,
+                counters: RelayCounters::default(),
+            })
+            .collect()
+    }
+
     fn start_params(&self) -> StartParams {
         StartParams {
             relays: self.config.relays().iter().map(RelayTarget::from).collect(),
@@ -259,6 +296,7 @@ impl Monitor {
             self.deciding = false;
             self.phase = Phase::Started;
             self.sandbox = None;
+            self.relays = self.fresh_relays();
             let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
             self.flush_outbox(&to_worker, true);
             let ended = loop {
@@ -319,6 +357,7 @@ impl Monitor {
             "updated_at": crate::now(),
             "worker_restarts": self.restarts,
             "worker_sandbox": self.sandbox,
+            "relays": self.relays,
         });
         if let Err(e) = self
             .state
@@ -457,11 +496,32 @@ impl Monitor {
                 detail,
             } => {
                 let url = self.relay_url(relay);
+                let now = crate::now();
+                if let Some(r) = self.relays.get_mut(relay) {
+                    if r.connected != connected || r.since.is_none() {
+                        r.since = Some(now);
+                    }
+                    r.connected = connected;
+                    if !connected {
+                        r.last_error = Some(escape(&detail, 256));
+                    }
+                }
                 if connected {
                     info!("{url}: connected");
                     self.flush_outbox(to_worker, true);
                 } else {
                     debug!("{url}: {}", escape(&detail, 512));
+                }
+                self.write_runtime();
+            }
+            Request::RelayStats { relay, counters } => {
+                if let Some(r) = self.relays.get_mut(relay) {
+                    r.counters = counters;
+                }
+                // The worker sends every relay's counters in one burst:
+                // record once per burst.
+                if relay + 1 == self.relays.len() {
+                    self.write_runtime();
                 }
             }
         }

@@ -11,6 +11,7 @@
 //! | `auth_request` | violation | checked | checked |
 //! | `publish_result` | violation | checked | checked |
 //! | `relay_status` | violation | checked | checked |
+//! | `relay_stats` | violation | checked | checked |
 //!
 //! "Checked" means: the relay index names a configured relay, and the
 //! message's own bounds hold (an AUTH challenge is 1 to
@@ -33,7 +34,7 @@ use crate::core::event::{Event, Limits};
 use crate::core::message::is_signable_challenge;
 #[cfg(test)]
 use crate::ipc::MAX_CHALLENGE_BYTES;
-use crate::ipc::{Enforcement, WorkerMessage};
+use crate::ipc::{Enforcement, RelayCounters, WorkerMessage};
 
 /// How far the current worker has got (messages it must send once, in
 /// order).
@@ -107,6 +108,13 @@ pub(crate) enum Request {
     Synced {
         /// Relays that sent `EOSE` in time.
         relays_synced: usize,
+    },
+    /// A relay's counters.
+    RelayStats {
+        /// Relay index, `< relays`.
+        relay: usize,
+        /// What it sent, as the worker counted.
+        counters: RelayCounters,
     },
     /// A relay connected or disconnected.
     RelayStatus {
@@ -197,6 +205,10 @@ pub(crate) fn check(msg: WorkerMessage, permits: &Permits<'_>) -> Result<Request
             }
             Ok(Request::Synced { relays_synced })
         }
+        WorkerMessage::RelayStats { relay, counters } => Ok(Request::RelayStats {
+            relay: relay_index(relay)?,
+            counters,
+        }),
         WorkerMessage::RelayStatus {
             relay,
             connected,
@@ -282,7 +294,9 @@ pub(crate) fn fuzz_frame(payload: &[u8]) {
                     panic!("permitted an AUTH request it must refuse: {request:?}");
                 }
             }
-            Request::PublishResult { relay, .. } | Request::RelayStatus { relay, .. } => {
+            Request::PublishResult { relay, .. }
+            | Request::RelayStatus { relay, .. }
+            | Request::RelayStats { relay, .. } => {
                 if *relay >= 2 || phase == Phase::Started {
                     panic!("permitted a request it must refuse: {request:?}");
                 }
@@ -328,6 +342,7 @@ fn name(msg: &WorkerMessage) -> &'static str {
         WorkerMessage::Sandbox { .. } => "sandbox",
         WorkerMessage::Synced { .. } => "synced",
         WorkerMessage::RelayStatus { .. } => "relay_status",
+        WorkerMessage::RelayStats { .. } => "relay_stats",
     }
 }
 
@@ -373,6 +388,13 @@ mod tests {
                 relay: 1,
                 connected: false,
                 detail: "closed".into(),
+            },
+            WorkerMessage::RelayStats {
+                relay: 0,
+                counters: RelayCounters {
+                    frames: 3,
+                    ..RelayCounters::default()
+                },
             },
         ]
     }
@@ -459,14 +481,20 @@ mod tests {
                         ) => {
                             assert_eq!((*relay, *connected), (1, false));
                         }
+                        (
+                            WorkerMessage::RelayStats { .. },
+                            Request::RelayStats { relay, counters },
+                        ) => {
+                            assert_eq!((*relay, counters.frames), (0, 3));
+                        }
                         other => panic!("{what}: wrong request {other:?}"),
                     }
                     seen += 1;
                 }
             }
         }
-        // 1 permitted before the sandbox report, 5 before synced, 4 after.
-        assert_eq!(seen, 10);
+        // 1 permitted before the sandbox report, 6 before synced, 5 after.
+        assert_eq!(seen, 12);
     }
 
     #[test]

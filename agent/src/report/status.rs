@@ -192,12 +192,30 @@ pub struct RuntimeView {
     /// `full`, `partial`, `none` or `in-process`; `null` before the worker
     /// reported.
     pub worker_sandbox: Option<String>,
+    /// Each relay as the running agent's worker last reported it, in config
+    /// order; empty before the worker reported.
+    pub relays: Vec<RelayRuntimeView>,
+}
+
+/// One relay's state in `runtime.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayRuntimeView {
+    /// The URL as configured (escaped).
+    pub url: String,
+    /// Connected when recorded.
+    pub connected: bool,
+    /// Since when connected or disconnected, unix seconds.
+    pub since: Option<u64>,
+    /// Why it last disconnected (escaped).
+    pub last_error: Option<String>,
+    /// What it sent, counted by the worker since it started.
+    pub counters: crate::ipc::RelayCounters,
 }
 
 /// Reads `runtime.json`; `None` when absent or unreadable.
 fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
     let text = std::fs::read_to_string(state_dir.join(crate::state::RUNTIME_FILE)).ok()?;
-    if text.len() > 4096 {
+    if text.len() > 64 * 1024 {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -208,7 +226,26 @@ fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
         worker_sandbox: v
             .get("worker_sandbox")
             .and_then(serde_json::Value::as_str)
-            .map(str::to_owned),
+            .map(|s| crate::core::text::printable(s, 16)),
+        relays: v
+            .get("relays")
+            .and_then(serde_json::Value::as_array)
+            .map(|relays| relays.iter().filter_map(relay_runtime_view).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// One entry of `relays` in `runtime.json`; `None` when malformed.
+fn relay_runtime_view(v: &serde_json::Value) -> Option<RelayRuntimeView> {
+    Some(RelayRuntimeView {
+        url: crate::core::text::printable(v.get("url")?.as_str()?, 256),
+        connected: v.get("connected")?.as_bool()?,
+        since: v.get("since").and_then(serde_json::Value::as_u64),
+        last_error: v
+            .get("last_error")
+            .and_then(serde_json::Value::as_str)
+            .map(|e| crate::core::text::printable(e, 256)),
+        counters: serde_json::from_value(v.get("counters")?.clone()).ok()?,
     })
 }
 
@@ -483,6 +520,32 @@ impl fmt::Display for StatusReport {
                 r.updated_at.map_or("?".to_owned(), |t| t.to_string()),
             )?,
             None => writeln!(f, "worker:      unknown (the agent has not run)")?,
+        }
+        for (i, r) in self
+            .runtime
+            .iter()
+            .flat_map(|r| r.relays.iter())
+            .enumerate()
+        {
+            let label = if i == 0 { "relays:" } else { "" };
+            let since = r
+                .since
+                .map_or_else(String::new, |t| format!(" since {}", utc_iso8601(t)));
+            let c = &r.counters;
+            write!(
+                f,
+                "{label:<12} {} {}{since}; {} frames, {} delivered, {} dropped before a signature check, {} invalid",
+                r.url,
+                if r.connected { "connected" } else { "DOWN" },
+                c.frames,
+                c.delivered,
+                c.outside_filter + c.duplicate,
+                c.invalid,
+            )?;
+            match (&r.last_error, r.connected) {
+                (Some(e), false) => writeln!(f, "; last error: {e}")?,
+                _ => writeln!(f)?,
+            }
         }
         writeln!(f, "network:     {}", self.network)?;
         writeln!(

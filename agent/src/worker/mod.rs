@@ -159,6 +159,10 @@ where
         down: HashSet::new(),
     };
     let sync_deadline = tokio::time::Instant::now() + SYNC_DEADLINE;
+    let mut stats_timer = tokio::time::interval_at(
+        tokio::time::Instant::now() + ipc::RELAY_STATS_INTERVAL,
+        ipc::RELAY_STATS_INTERVAL,
+    );
 
     // Frames from the monitor are read by their own task so that a
     // half-read frame is never dropped by `select!`.
@@ -178,6 +182,20 @@ where
             () = tokio::time::sleep_until(sync_deadline), if !state.synced_sent => {
                 let msg = state.synced();
                 if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
+                    break Err(e);
+                }
+            }
+            _ = stats_timer.tick() => {
+                let mut failed = None;
+                for relay in 0..pool.targets().len() {
+                    let Some(stats) = pool.stats(relay) else { continue };
+                    let msg = WorkerMessage::RelayStats { relay, counters: stats.snapshot() };
+                    if let Err(e) = ipc::write_message(&mut to_monitor, &msg).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if let Some(e) = failed {
                     break Err(e);
                 }
             }
