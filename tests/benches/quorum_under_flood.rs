@@ -1,0 +1,224 @@
+//! "Quorum under flood": a 2-of-3 quorum arrives through an honest relay
+//! while a second relay floods the worker with well-formed, useless frames
+//! (events from a non-voter, events of another kind, and copies of one
+//! stale voter directive), 20 rounds. Reported: the time from publishing
+//! the quorum-completing directive to the hook's first instruction
+//! (median, minimum, maximum), the flood's rate, the signature checks the
+//! flooding relay cost (from the agent's own relay counters), and the peak
+//! RSS of the worker process. Run it twice to compare: with the flood
+//! (default) and without (`QUBE_BENCH_FLOOD=0`).
+//!
+//! Run: `cargo bench -p qube-e2e --bench quorum_under_flood`.
+
+// Bench code: a panic is how a broken fixture shows.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use qube_agent::Keys;
+use qube_e2e::*;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+const ROUNDS: usize = 20;
+
+/// The flood's rate, frames per minute (the issue's target is at least one
+/// million); the flooding relay paces itself to it.
+const FLOOD_PER_MINUTE: u64 = 1_200_000;
+
+fn nanos_now() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A relay that, once subscribed to, sends `frames` round and round at
+/// [`FLOOD_PER_MINUTE`] (or as fast as the connection takes them, if
+/// slower); counts what it sent.
+async fn flooding_relay(frames: Vec<Message>, sent: Arc<AtomicU64>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let frames = frames.clone();
+            let sent = Arc::clone(&sent);
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let (mut tx, mut rx) = ws.split();
+                // Wait for the REQ, then answer EOSE and flood.
+                if rx.next().await.is_none() {
+                    return;
+                }
+                let eose = Message::text(r#"["EOSE","qube-directives"]"#);
+                if tx.send(eose).await.is_err() {
+                    return;
+                }
+                tokio::spawn(async move { while rx.next().await.is_some() {} });
+                let batch =
+                    Duration::from_secs_f64(frames.len() as f64 * 60.0 / FLOOD_PER_MINUTE as f64);
+                let mut next = tokio::time::Instant::now();
+                loop {
+                    next += batch;
+                    tokio::time::sleep_until(next).await;
+                    for f in &frames {
+                        if tx.feed(f.clone()).await.is_err() {
+                            return;
+                        }
+                    }
+                    if tx.flush().await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(frames.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Peak RSS (VmHWM) of our child processes named qube-worker, KiB.
+fn worker_peak_rss_kib() -> Option<u64> {
+    let me = std::process::id().to_string();
+    let mut peak = None;
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let path = entry.ok()?.path();
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if field("Name:").as_deref() == Some("qube-worker")
+            && field("PPid:").as_deref() == Some(&me)
+        {
+            let kib = field("VmHWM:")?
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            peak = Some(peak.map_or(kib, |p: u64| p.max(kib)));
+        }
+    }
+    peak
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let flood = std::env::var("QUBE_BENCH_FLOOD").map_or(true, |v| v != "0");
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let stranger = keys(77);
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut relays = vec![relay.url.clone()];
+    if flood {
+        let event_frame =
+            |json: String| Message::text(format!(r#"["EVENT","qube-directives",{json}]"#));
+        let stale = directive().created_at(now() - 100_000).sign(&gov[2]);
+        let mut frames = Vec::new();
+        for i in 0..300u64 {
+            let created = now() - i;
+            frames.push(event_frame(
+                directive().created_at(created).sign(&stranger).to_json(),
+            ));
+            frames.push(event_frame(
+                event(1).created_at(created).sign(&gov[0]).to_json(),
+            ));
+            frames.push(event_frame(stale.to_json()));
+        }
+        relays.push(flooding_relay(frames, Arc::clone(&sent)).await);
+    }
+    let node = Node::with_hook("");
+    let hook = node.dir.path().join("upgrade.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ndate +%s%N >> {}\n", node.marker.display()),
+    )
+    .unwrap();
+    let relay_refs: Vec<&str> = relays.iter().map(String::as_str).collect();
+    let config = node.config(&relay_refs, &[&gov[0], &gov[1], &gov[2]], 2);
+    let _agent = start_agent(config.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let publisher = keys(9);
+    let started_at = Instant::now();
+    let sent_before = sent.load(Ordering::Relaxed);
+    let mut from_send = Vec::new();
+    let base = now() - 1000;
+    for round in 0..ROUNDS {
+        let version = format!("v1.0.{round}");
+        let created = base + round as u64;
+        let first = directive()
+            .created_at(created)
+            .version(&version)
+            .sign(&gov[0]);
+        assert!(publish(&relay.url, &first, &publisher).await.0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = directive()
+            .created_at(created)
+            .version(&version)
+            .sign(&gov[1]);
+        let sent_at = nanos_now();
+        assert!(publish(&relay.url, &second, &publisher).await.0);
+        assert!(
+            wait_until(Duration::from_secs(10), || node.runs().len() > round).await,
+            "round {round}: the hook did not run"
+        );
+        let started: u128 = node.runs()[round].trim().parse().unwrap();
+        from_send.push((started as f64 - sent_at as f64) / 1e6);
+    }
+    let elapsed = started_at.elapsed().as_secs_f64();
+    let flood_frames = sent.load(Ordering::Relaxed) - sent_before;
+    // Let the worker's next counters (every 10 s) reach runtime.json.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let report =
+        qube_agent::report::status(std::path::Path::new("c"), &config, &[], now()).unwrap();
+    let min = from_send.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = from_send.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "quorum under flood ({}): publication -> hook start: median {:.2} ms, min {min:.2} ms, max {max:.2} ms over {ROUNDS} rounds",
+        if flood { "flooding relay beside the honest one" } else { "no flood" },
+        median(from_send.clone())
+    );
+    if flood {
+        println!(
+            "flood: {flood_frames} frames in {elapsed:.1} s ({:.0} frames/min)",
+            flood_frames as f64 / elapsed * 60.0
+        );
+        if let Some(r) = report.runtime.as_ref().and_then(|r| r.relays.get(1)) {
+            let c = &r.counters;
+            println!(
+                "flooding relay as the agent counted it: {} frames received, {} outside the filter, {} duplicates, {} signature checks, {} delivered",
+                c.frames, c.outside_filter, c.duplicate, c.verified, c.delivered
+            );
+        }
+    }
+    match worker_peak_rss_kib() {
+        Some(kib) => println!("worker peak RSS: {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("worker peak RSS: not found"),
+    }
+}
