@@ -17,6 +17,7 @@ mod draft;
 mod error;
 mod keycmd;
 mod keystore;
+mod limits;
 mod prompt;
 mod propose;
 mod publish;

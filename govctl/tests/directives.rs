@@ -407,3 +407,67 @@ fn draft_signed_elsewhere_keeps_its_id() {
         stderr(&out)
     );
 }
+
+/// An event whose signature holds but which is over one of the agent's size
+/// limits is reported as exactly that, not as "not a NIP-01 event"; exit 1.
+#[test]
+fn verify_names_the_agent_limit_an_oversized_event_breaks() {
+    let env = Env::new();
+    let keys = qube_agent::Keys::generate().unwrap();
+    let url = format!("https://genesis.example/{}", "a".repeat(2000));
+    let event = keys
+        .sign(qube_agent::UnsignedEvent {
+            created_at: 1_767_225_600,
+            kind: 33321,
+            tags: vec![
+                vec!["d".into(), "hyperqube".into()],
+                vec!["action".into(), "reboot".into()],
+                vec!["version".into(), "v2.0.0".into()],
+                vec!["hash".into(), HASH.into()],
+                vec!["network".into(), "hqz".into()],
+                vec!["genesis_url".into(), url],
+                vec!["required_by".into(), "1893456000".into()],
+            ],
+            content: "Reboot.".into(),
+        })
+        .unwrap();
+    let json = event.to_json();
+    nostr_verify(&json).unwrap();
+    std::fs::write(env.path("big.json"), &json).unwrap();
+    let out = env.run(&["verify", "big.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "error: big.json is not valid: signature valid; exceeds the agent's limit of 1024 bytes per tag value (tag 5 value 1 is 2024 bytes)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("not a NIP-01 event"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("signature:  valid (qube-agent and rust-nostr agree)"),
+        "{shown}"
+    );
+
+    // Over the limit and tampered with: the signature is what is wrong.
+    std::fs::write(env.path("bad.json"), json.replacen("Reboot.", "Reboot!", 1)).unwrap();
+    let out = env.run(&["verify", "bad.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.json is not valid: id does not match content"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not an event at all stays "not a NIP-01 event".
+    std::fs::write(env.path("junk.json"), "{\"id\":1}").unwrap();
+    let out = env.run(&["verify", "junk.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a NIP-01 event"),
+        "{}",
+        stderr(&out)
+    );
+}
