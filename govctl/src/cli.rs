@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::keystore::{DEFAULT_LOG_N, MAX_LOG_N};
 
+/// `--expires-in` when not given: a directive stops counting a week after
+/// it is made, so a forgotten one cannot be acted on months later.
+pub const DEFAULT_EXPIRES_IN: &str = "7d";
+
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 failure (the reason and a hint are on stderr); 2 usage error.
 
@@ -211,9 +215,12 @@ pub struct ProposeArgs {
     /// Compute the SHA-256 from this artifact file.
     #[arg(long, value_name = "FILE")]
     pub artifact: Option<PathBuf>,
-    /// Stop counting after this long (NIP-40 expiration): e.g. 7d, 12h, 30m.
-    #[arg(long, value_name = "DURATION")]
-    pub expires_in: Option<String>,
+    /// Stop counting after this long (NIP-40 expiration): e.g. 12h, 30m, 2w.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_EXPIRES_IN)]
+    pub expires_in: String,
+    /// Sign a directive that never expires: it counts until you sign a newer one (warns).
+    #[arg(long, conflicts_with = "expires_in")]
+    pub no_expiry: bool,
     /// Human-readable sentence [default: one describing the directive].
     #[arg(long, value_name = "TEXT")]
     pub content: Option<String>,

@@ -147,12 +147,17 @@ fn propose_cmd(
     reboot: Option<(String, u64)>,
 ) -> Result<()> {
     let now = qube_agent::now();
-    let expiration = match &a.expires_in {
-        Some(d) => Some(
-            now + time::parse_duration(d)
-                .map_err(|e| CliError::usage(format!("--expires-in: {e}")))?,
-        ),
-        None => None,
+    let expiration = if a.no_expiry {
+        error::warn(
+            "--no-expiry: this directive never expires; it counts until you sign a newer one",
+        );
+        None
+    } else {
+        let secs = time::parse_duration(&a.expires_in).map_err(|e| {
+            CliError::usage(format!("--expires-in: {e}"))
+                .hint("give a duration such as 7d, 12h or 1d12h, or --no-expiry")
+        })?;
+        Some(now + secs)
     };
     let unsigned_for = match (&a.unsigned, &a.signer) {
         (true, Some(signer)) => Some(config_edit::parse_public_key(signer)?),

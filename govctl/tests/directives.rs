@@ -471,3 +471,75 @@ fn verify_names_the_agent_limit_an_oversized_event_breaks() {
         stderr(&out)
     );
 }
+
+/// Without --expires-in a directive expires 7 days (604 800 s) after it is
+/// made; --no-expiry leaves the tag out and warns; --expires-in still sets it.
+#[test]
+fn propose_expires_in_seven_days_unless_told_otherwise() {
+    let env = Env::new();
+    env.plain_key("k.key");
+    let propose = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "propose",
+            "upgrade",
+            "--version",
+            "1.0.0",
+            "--network",
+            "hqz",
+            "--hash",
+            HASH,
+            "--key",
+            "k.key",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let before = qube_agent::now();
+        let result = env.run(&args);
+        let after = qube_agent::now();
+        common::assert_ok(&result, &args);
+        let (_, event) = load(&env, out);
+        (event, before, after, stderr(&result))
+    };
+
+    let (event, before, after, err) = propose("default.json", &[]);
+    let expiration: u64 = event.tag_value("expiration").unwrap().parse().unwrap();
+    assert_eq!(expiration, event.created_at + 604_800);
+    assert!(
+        (before + 604_800..=after + 604_800).contains(&expiration),
+        "{expiration} not 7 days after [{before}, {after}]"
+    );
+    assert!(!err.contains("warning:"), "{err}");
+
+    let (event, _, _, err) = propose("forever.json", &["--no-expiry"]);
+    assert_eq!(event.tag_value("expiration"), None);
+    assert!(
+        err.contains("warning: --no-expiry: this directive never expires"),
+        "{err}"
+    );
+
+    let (event, _, _, _) = propose("short.json", &["--expires-in", "12h"]);
+    let expiration: u64 = event.tag_value("expiration").unwrap().parse().unwrap();
+    assert_eq!(expiration, event.created_at + 12 * 3600);
+
+    // Both at once is a usage error, and nothing is written.
+    let out = env.run(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "1.0.0",
+        "--network",
+        "hqz",
+        "--hash",
+        HASH,
+        "--key",
+        "k.key",
+        "--expires-in",
+        "1d",
+        "--no-expiry",
+        "--out",
+        "both.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!env.path("both.json").exists());
+}
