@@ -16,7 +16,14 @@ fn cli_snapshots() {
     let cmd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cmd");
     // The outputs name no mode, but `follows list` would warn about a
     // group-writable config: pin the fixtures' modes whatever the umask.
-    for dir in ["fixtures", "quorum-refused.in", "quorum-refused.out"] {
+    // passphrase-open.in holds a passphrase file that must stay 0644: govctl
+    // refuses it.
+    for dir in [
+        "fixtures",
+        "quorum-refused.in",
+        "quorum-refused.out",
+        "passphrase-open.in",
+    ] {
         for entry in std::fs::read_dir(cmd.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
