@@ -91,6 +91,13 @@ fn run(cli: Cli) -> Result<()> {
             propose_cmd(qube_agent::core::directive::Action::Upgrade, &a, None)
         }
         Command::Propose(ProposeCommand::Reboot(a)) => {
+            propose::check_genesis_url(&a.genesis_url).map_err(|why| {
+                CliError::usage(format!(
+                    "--genesis-url {} is not an https:// URL: {why}",
+                    show::quoted_short(&a.genesis_url, 80)
+                ))
+                .hint("give https://HOST/PATH: nodes download the genesis from it, and only TLS keeps it from being swapped on the way")
+            })?;
             let required_by = time::parse_time(&a.required_by)
                 .map_err(|e| CliError::usage(format!("--required-by: {e}")))?;
             propose_cmd(

@@ -29,6 +29,12 @@ fn cli_snapshots() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
+    // A key file must be 0600 whatever git and the umask made of it.
+    std::fs::set_permissions(
+        cmd.join("sign-unknown-tag-yes.in/gov.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     trycmd::TestCases::new()
         // Help text wraps at 100 columns whatever the terminal says.
         .env("COLUMNS", "100")
