@@ -7,6 +7,30 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::keystore::{DEFAULT_LOG_N, MAX_LOG_N};
 
+/// What `propose upgrade|reboot --help` adds after the options. The 512 is
+/// [`crate::show::LONG_VALUE_CHARS`].
+const PROPOSE_AFTER_HELP: &str = "\
+Before the key is unlocked, the directive is checked with the agent's rules and size limits (1024
+bytes per tag value, ...) and shown on stderr: every tag, each value in full between double quotes,
+with quotes, backslashes, control and invisible characters escaped. A warning: line follows for a
+value that starts with '-', holds control or invisible characters, or is longer than 512 characters.
+The directive expires 7 days after it is made unless --expires-in or --no-expiry says otherwise.";
+
+/// What `sign --help` adds after the options. The 512 is
+/// [`crate::show::LONG_VALUE_CHARS`].
+const SIGN_AFTER_HELP: &str = "\
+The draft is shown on stderr first: every tag, each value in full between double quotes, with
+quotes, backslashes, control and invisible characters escaped, then the content. A warning: line
+follows for a tag no agent reads, for extra values the agent ignores, for a name or value that
+starts with '-', holds control or invisible characters, or is longer than 512 characters, and for
+control or invisible characters in the content. Refused after that: a draft the agent would not
+count, one over the agent's size limits (1024 bytes per tag value, ...), and one whose genesis_url
+is not an https:// URL. Otherwise govctl asks before signing (--yes skips the question).";
+
+/// `--expires-in` when not given: a directive stops counting a week after
+/// it is made, so a forgotten one cannot be acted on months later.
+pub const DEFAULT_EXPIRES_IN: &str = "7d";
+
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 failure (the reason and a hint are on stderr); 2 usage error.
 
@@ -44,6 +68,7 @@ pub enum Command {
     #[command(subcommand)]
     Propose(ProposeCommand),
     /// Sign a draft made by `propose --unsigned`, after showing it.
+    #[command(after_help = SIGN_AFTER_HELP)]
     Sign(SignArgs),
     /// Publish signed event files to relays, answering NIP-42 challenges.
     Publish(PublishArgs),
@@ -176,15 +201,18 @@ pub enum QuorumCommand {
 #[derive(Subcommand)]
 pub enum ProposeCommand {
     /// Propose an upgrade to a version.
+    #[command(after_help = PROPOSE_AFTER_HELP)]
     Upgrade(ProposeArgs),
     /// Propose a reboot from a genesis.
+    #[command(after_help = PROPOSE_AFTER_HELP)]
     Reboot(RebootArgs),
 }
 
 /// `govctl propose reboot`.
 #[derive(Args)]
 pub struct RebootArgs {
-    /// Where nodes fetch the genesis from.
+    /// Where nodes fetch the genesis from: an https:// URL (no other scheme, no user@ before the
+    /// host, no spaces or control characters).
     #[arg(long, value_name = "URL")]
     pub genesis_url: String,
     /// Deadline: unix seconds or RFC 3339 UTC (2025-03-01T12:00:00Z).
@@ -211,9 +239,12 @@ pub struct ProposeArgs {
     /// Compute the SHA-256 from this artifact file.
     #[arg(long, value_name = "FILE")]
     pub artifact: Option<PathBuf>,
-    /// Stop counting after this long (NIP-40 expiration): e.g. 7d, 12h, 30m.
-    #[arg(long, value_name = "DURATION")]
-    pub expires_in: Option<String>,
+    /// Stop counting after this long (NIP-40 expiration): e.g. 12h, 30m, 2w.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_EXPIRES_IN)]
+    pub expires_in: String,
+    /// Sign a directive that never expires: it counts until you sign a newer one (warns).
+    #[arg(long, conflicts_with = "expires_in")]
+    pub no_expiry: bool,
     /// Human-readable sentence [default: one describing the directive].
     #[arg(long, value_name = "TEXT")]
     pub content: Option<String>,

@@ -1,6 +1,7 @@
 //! `govctl keygen` and `govctl key show|import|export`: the key store's
 //! commands (formats and rules in [`crate::keystore`]).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nostr::nips::nip19::ToBech32;
@@ -193,8 +194,17 @@ pub fn export(choice: &KeyChoice<'_>, log_n: u8, plaintext: bool) -> Result<()> 
             }
         };
         warn("printing the secret key unencrypted (nsec): keep it off shared screens and logs");
-        println!("{}", secret.to_nsec()?.as_str());
-        return Ok(());
+        // One write of a whole line goes straight to fd 1: stdout's
+        // process-wide buffer never holds the nsec.
+        let line = StoredKey::Plain(secret).to_line()?;
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| {
+                CliError::failure(format!("cannot write to stdout: {e}"))
+                    .hint("redirect stdout to a file or a terminal that accepts output")
+            });
     }
     let encrypted = match stored {
         StoredKey::Encrypted(encrypted) => encrypted,

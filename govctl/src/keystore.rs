@@ -16,14 +16,19 @@
 //! * The store directory is created with mode 0700; key files are created
 //!   with mode 0600 and `create_new`, so an existing file is never
 //!   overwritten.
+//! * A store directory that group or others can write is refused at every
+//!   use, not only when it is created ([`check_store_dir`]): whoever can
+//!   write it can swap a key file for their own.
 //! * A key file readable or writable by group or others is refused, as ssh
 //!   refuses such private keys.
 //! * Decryption refuses a `log_n` above [`MAX_LOG_N`] before running scrypt
 //!   (a hostile ncryptsec cannot make us allocate gigabytes).
-//! * Secrets live in [`Zeroizing`] memory; no type here implements `Debug`.
+//! * Secrets live in [`Zeroizing`] memory, in buffers allocated at their
+//!   final size (see [`crate::prompt::read_bounded`]); no type here
+//!   implements `Debug`.
 
 use std::fs::{DirBuilder, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -45,7 +50,7 @@ pub const MAX_LOG_N: u8 = 20;
 pub const DEFAULT_LOG_N: u8 = 16;
 
 /// Largest key file read, in bytes (an ncryptsec line is 163).
-const MAX_KEY_FILE_BYTES: u64 = 1024;
+const MAX_KEY_FILE_BYTES: usize = 1024;
 
 /// Key name used when neither `--name` nor `--key` is given.
 pub const DEFAULT_NAME: &str = "default";
@@ -199,7 +204,11 @@ impl StoredKey {
             ),
             StoredKey::Plain(secret) => secret.to_nsec()?,
         };
-        Ok(Zeroizing::new(format!("{}\n", text.as_str())))
+        // Sized once: `format!` could grow the string and leave a copy.
+        let mut line = Zeroizing::new(String::with_capacity(text.len() + 1));
+        line.push_str(&text);
+        line.push('\n');
+        Ok(line)
     }
 }
 
@@ -258,11 +267,46 @@ pub fn key_path(key: Option<&Path>, name: Option<&str>) -> Result<(PathBuf, bool
     }
     let name = name.unwrap_or(DEFAULT_NAME);
     check_name(name)?;
-    Ok((store_dir()?.join(format!("{name}.key")), true))
+    let dir = store_dir()?;
+    check_store_dir(&dir)?;
+    Ok((dir.join(format!("{name}.key")), true))
 }
 
-/// Creates the store directory with mode 0700 if needed, and refuses one
-/// that group or others can write (they could swap key files).
+/// Refuses a store directory that group or others can write (they could
+/// swap key files), or that is not a directory. Called at every use of the
+/// store; a store that does not exist yet passes (its key is then missing,
+/// or about to be created by [`ensure_store_dir`]).
+///
+/// # Errors
+/// Too open, not a directory, or cannot be inspected.
+pub fn check_store_dir(dir: &Path) -> Result<()> {
+    let metadata = match std::fs::metadata(dir) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(CliError::io("inspect the key store", dir, &e)
+                .hint("set GOVCTL_HOME to a directory you own, or give --key PATH"))
+        }
+    };
+    if !metadata.is_dir() {
+        return Err(
+            CliError::failure(format!("key store {} is not a directory", dir.display()))
+                .hint("set GOVCTL_HOME to a directory you own, or give --key PATH"),
+        );
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(CliError::failure(format!(
+            "key store {} is writable by group or others (mode {mode:03o}): they could replace a key",
+            dir.display()
+        ))
+        .hint(format!("chmod 700 {}", dir.display())));
+    }
+    Ok(())
+}
+
+/// Creates the store directory with mode 0700 if needed, then checks it
+/// as [`check_store_dir`] does.
 ///
 /// # Errors
 /// Cannot create it, or it is too open.
@@ -271,19 +315,11 @@ pub fn ensure_store_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| CliError::io("create the key store", dir, &e))?;
-    let mode = std::fs::metadata(dir)
-        .map_err(|e| CliError::io("inspect the key store", dir, &e))?
-        .mode()
-        & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(CliError::failure(format!(
-            "key store {} is writable by group or others (mode {mode:03o})",
-            dir.display()
-        ))
-        .hint(format!("chmod 700 {}", dir.display())));
-    }
-    Ok(())
+        .map_err(|e| {
+            CliError::io("create the key store", dir, &e)
+                .hint("set GOVCTL_HOME to a directory you own, or give --key PATH")
+        })?;
+    check_store_dir(dir)
 }
 
 /// Writes a new key file: mode 0600, `create_new` (never overwrites),
@@ -327,7 +363,7 @@ pub fn write_new_key(path: &Path, key: &StoredKey) -> Result<()> {
 /// # Errors
 /// Missing, unreadable, too open, too large, or not one of the two forms.
 pub fn read_key_file(path: &Path) -> Result<StoredKey> {
-    let file = std::fs::File::open(path).map_err(|e| {
+    let mut file = std::fs::File::open(path).map_err(|e| {
         let err = CliError::io("read key file", path, &e);
         if e.kind() == std::io::ErrorKind::NotFound {
             err.hint(
@@ -354,11 +390,9 @@ pub fn read_key_file(path: &Path) -> Result<StoredKey> {
         ))
         .hint(format!("chmod 600 {}", path.display())));
     }
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
+    let bytes = crate::prompt::read_bounded(&mut file, MAX_KEY_FILE_BYTES + 1)
         .map_err(|e| CliError::io("read key file", path, &e))?;
-    if u64::try_from(bytes.len()).map_or(true, |n| n > MAX_KEY_FILE_BYTES) {
+    if bytes.len() > MAX_KEY_FILE_BYTES {
         return Err(CliError::failure(format!(
             "key file {} is larger than {MAX_KEY_FILE_BYTES} bytes",
             path.display()

@@ -17,6 +17,7 @@ mod draft;
 mod error;
 mod keycmd;
 mod keystore;
+mod limits;
 mod prompt;
 mod propose;
 mod publish;
@@ -90,6 +91,13 @@ fn run(cli: Cli) -> Result<()> {
             propose_cmd(qube_agent::core::directive::Action::Upgrade, &a, None)
         }
         Command::Propose(ProposeCommand::Reboot(a)) => {
+            propose::check_genesis_url(&a.genesis_url).map_err(|why| {
+                CliError::usage(format!(
+                    "--genesis-url {} is not an https:// URL: {why}",
+                    show::quoted_short(&a.genesis_url, 80)
+                ))
+                .hint("give https://HOST/PATH: nodes download the genesis from it, and only TLS keeps it from being swapped on the way")
+            })?;
             let required_by = time::parse_time(&a.required_by)
                 .map_err(|e| CliError::usage(format!("--required-by: {e}")))?;
             propose_cmd(
@@ -146,12 +154,17 @@ fn propose_cmd(
     reboot: Option<(String, u64)>,
 ) -> Result<()> {
     let now = qube_agent::now();
-    let expiration = match &a.expires_in {
-        Some(d) => Some(
-            now + time::parse_duration(d)
-                .map_err(|e| CliError::usage(format!("--expires-in: {e}")))?,
-        ),
-        None => None,
+    let expiration = if a.no_expiry {
+        error::warn(
+            "--no-expiry: this directive never expires; it counts until you sign a newer one",
+        );
+        None
+    } else {
+        let secs = time::parse_duration(&a.expires_in).map_err(|e| {
+            CliError::usage(format!("--expires-in: {e}"))
+                .hint("give a duration such as 7d, 12h or 1d12h, or --no-expiry")
+        })?;
+        Some(now + secs)
     };
     let unsigned_for = match (&a.unsigned, &a.signer) {
         (true, Some(signer)) => Some(config_edit::parse_public_key(signer)?),

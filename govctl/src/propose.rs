@@ -4,22 +4,29 @@
 //! then saved (`--out`, no network) or published.
 //!
 //! `--unsigned --signer NPUB --out FILE` writes a [`Draft`] instead, for
-//! `govctl sign DRAFT --out FILE` on another machine, which checks it,
-//! shows it, asks, and signs it unchanged.
+//! `govctl sign DRAFT --out FILE` on another machine, which shows it,
+//! checks it, asks, and signs it unchanged.
+//!
+//! Before any signature, the directive is shown on stderr with every tag
+//! and every value in full, escaped, with `warning:` lines for what
+//! deserves a second look ([`show::review`]). Beyond the agent's rules,
+//! govctl refuses to sign a directive no agent would parse (over
+//! [`Limits::default`], see [`crate::limits`]) and a `genesis_url` that is
+//! not an `https://` URL ([`check_genesis_url`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use qube_agent::core::directive::{Action, Directive, DirectiveRules, DIRECTIVE_KIND};
 use qube_agent::relay::RelayTarget;
-use qube_agent::{Event, Keys, UnsignedEvent};
+use qube_agent::{Event, Keys, Limits, UnsignedEvent, UnverifiedEvent};
 
 use crate::draft::{write_new_file, Draft};
-use crate::error::{CliError, Result};
+use crate::error::{warn, CliError, Result};
 use crate::keycmd::{npub, KeyChoice};
-use crate::show::{self, directive_fields, print_fields};
+use crate::show::{self, print_fields};
 use crate::time::format_utc;
-use crate::{keystore, publish};
+use crate::{keystore, limits, publish};
 
 /// What to propose.
 pub struct Spec {
@@ -120,7 +127,8 @@ fn default_content(spec: &Spec) -> String {
 }
 
 /// Checks an unsigned directive against the agent's rules before any real
-/// key is used: it is signed with a throwaway key and run through
+/// key is used: it is signed with a throwaway key, parsed back with the
+/// agent's size limits ([`Limits::default`]) and run through
 /// [`Directive::from_event`] (everything but the voter check).
 ///
 /// # Errors
@@ -130,12 +138,62 @@ pub fn check_unsigned(
     rules: &DirectiveRules,
     now: u64,
 ) -> Result<Directive> {
-    let throwaway =
-        Keys::generate().map_err(|e| CliError::failure(format!("cannot generate a key: {e}")))?;
-    let event = throwaway
-        .sign(unsigned.clone())
-        .map_err(|e| CliError::failure(format!("not a valid event: {e}")))?;
+    let throwaway = Keys::generate().map_err(|e| {
+        CliError::failure(format!("cannot generate a key: {e}"))
+            .hint("the system random number generator failed; try again")
+    })?;
+    let event = throwaway.sign(unsigned.clone()).map_err(|e| {
+        CliError::failure(format!("not a valid event: {e}")).hint("every tag needs at least a name")
+    })?;
+    // The same length as the real signed event: only key and signature differ.
+    if let Err(e) = UnverifiedEvent::from_json(event.to_json().as_bytes(), &Limits::default()) {
+        let why = limits::breach(&e).map_or_else(|| e.to_string(), |b| format!("it exceeds {b}"));
+        return Err(
+            CliError::failure(format!("no agent would accept this event: {why}")).hint(
+                "shorten the value named above: agents drop the whole event unread, signature and all",
+            ),
+        );
+    }
     check_signed(event, rules, now)
+}
+
+/// Checks a `genesis_url`: `https://` (either case), then a host with no
+/// `user@` part (it can disguise the real host), and no space, control or
+/// invisible character anywhere. Nodes download the genesis from it; only
+/// TLS keeps it from being swapped on the way.
+///
+/// # Errors
+/// Why the URL is refused, as a clause.
+pub fn check_genesis_url(url: &str) -> std::result::Result<(), &'static str> {
+    let rest = url
+        .get(..8)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        .and_then(|_| url.get(8..))
+        .ok_or("it does not start with https://")?;
+    if url.chars().any(|c| c.is_whitespace() || show::is_hidden(c)) {
+        return Err("it contains a space, a control or an invisible character");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("it names no host");
+    }
+    if authority.contains('@') {
+        return Err("it has a user@ part before the host, which can disguise the real host");
+    }
+    Ok(())
+}
+
+/// Prints the directive as it will be signed (stderr), and its warnings.
+fn show_before_signing(header: &[(&str, String)], unsigned: &UnsignedEvent) {
+    eprintln!("about to sign this directive (kind {DIRECTIVE_KIND}):");
+    print_fields(header, true);
+    let review = show::review(&unsigned.tags, &unsigned.content);
+    for line in &review.lines {
+        eprintln!("{line}");
+    }
+    for warning in &review.warnings {
+        warn(warning);
+    }
 }
 
 /// Checks a signed directive against the agent's rules.
@@ -197,7 +255,7 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
     let now = qube_agent::now();
     let unsigned = build(spec, now);
     let rules = rules(&spec.network, &spec.d_tag);
-    let preview = check_unsigned(&unsigned, &rules, now)?;
+    check_unsigned(&unsigned, &rules, now)?;
     if let Some(pubkey) = dest.unsigned_for {
         let out = dest
             .out
@@ -213,16 +271,17 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
         println!("{}", draft.id);
         return Ok(());
     }
+    show_before_signing(
+        &[("created_at", show::time(unsigned.created_at))],
+        &unsigned,
+    );
     let keys = key.unlock()?.keys()?;
     let event = sign(&keys, unsigned, &rules, now)?;
-    let mut fields = vec![
-        ("id", event.id_hex()),
-        ("signer", npub(&event.pubkey)),
-        ("created_at", show::time(event.created_at)),
-    ];
-    fields.extend(directive_fields(&preview));
     eprintln!("signed:");
-    print_fields(&fields, true);
+    print_fields(
+        &[("id", event.id_hex()), ("signer", npub(&event.pubkey))],
+        true,
+    );
     if let Some(out) = dest.out {
         write_new_file(out, &format!("{}\n", event.to_json()))?;
         eprintln!(
@@ -241,11 +300,14 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
     publish::publish_and_report(&[event], dest.relays.clone(), Some(auth), dest.timeout)
 }
 
-/// `govctl sign DRAFT --out FILE`: shows the draft on stderr, asks unless
-/// `yes`, and signs it unchanged with the key the draft names.
+/// `govctl sign DRAFT --out FILE`: shows the draft on stderr (every tag in
+/// full, with warnings), checks it, asks unless `yes`, and signs it
+/// unchanged with the key the draft names.
 ///
 /// # Errors
-/// A bad draft, a refusal, the wrong key, or the file cannot be written.
+/// A bad draft (including one over the agent's limits or with a
+/// `genesis_url` that is not https), a refusal, the wrong key, or the file
+/// cannot be written.
 pub fn run_sign(
     draft_path: &Path,
     out: &Path,
@@ -263,7 +325,6 @@ pub fn run_sign(
         .unwrap_or_default();
     let rules = rules(&network, d_tag);
     let now = qube_agent::now();
-    let preview = check_unsigned(&unsigned, &rules, now)?;
     if out.exists() {
         return Err(CliError::failure(format!(
             "{} already exists; refusing to overwrite it",
@@ -271,16 +332,32 @@ pub fn run_sign(
         ))
         .hint("choose another --out FILE"));
     }
-    let mut fields = vec![
-        ("id", draft.id.clone()),
-        ("signer", npub(&pubkey)),
-        ("created_at", show::time(unsigned.created_at)),
-    ];
-    fields.extend(directive_fields(&preview));
-    eprintln!("about to sign this directive (kind {DIRECTIVE_KIND}):");
-    print_fields(&fields, true);
+    // Shown first, whatever is wrong with it: the signer sees what was asked.
+    show_before_signing(
+        &[
+            ("id", draft.id.clone()),
+            ("signer", npub(&pubkey)),
+            ("created_at", show::time(unsigned.created_at)),
+        ],
+        &unsigned,
+    );
+    check_unsigned(&unsigned, &rules, now)?;
+    for tag in unsigned
+        .tags
+        .iter()
+        .filter(|t| t.first().is_some_and(|n| n == "genesis_url"))
+    {
+        let url = tag.get(1).map_or("", String::as_str);
+        check_genesis_url(url).map_err(|why| {
+            CliError::failure(format!(
+                "the draft's genesis_url {} is not an https:// URL: {why}",
+                show::quoted_short(url, 80)
+            ))
+            .hint("ask its author for a draft with an https:// genesis_url; govctl signs no other")
+        })?;
+    }
     if !yes && !crate::prompt::confirm("sign it?", "--yes to sign without asking")? {
-        return Err(CliError::failure("not signed"));
+        return Err(CliError::failure("not signed").hint("run it again and answer y to sign"));
     }
     let keys = key.unlock()?.keys()?;
     if keys.public_key() != pubkey {
@@ -301,4 +378,39 @@ pub fn run_sign(
     eprintln!("wrote {}", out.display());
     println!("{}", event.id_hex());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn genesis_url_must_be_https_to_a_host() {
+        for ok in [
+            "https://genesis.example/g.json",
+            "HTTPS://genesis.example",
+            "https://genesis.example:8443/a?b=c#d",
+            "https://[2001:db8::1]/g",
+        ] {
+            assert_eq!(check_genesis_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            (
+                "http://genesis.example/g.json",
+                "does not start with https://",
+            ),
+            ("ftp://x", "does not start with https://"),
+            ("https:/x", "does not start with https://"),
+            ("", "does not start with https://"),
+            ("https://", "names no host"),
+            ("https:///path", "names no host"),
+            ("https://a@b.example/", "user@"),
+            ("https://b.example/ x", "space"),
+            ("https://b.example/\u{1b}[2K", "control"),
+            ("https://b.example/\u{202e}", "invisible"),
+        ] {
+            let err = check_genesis_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
 }

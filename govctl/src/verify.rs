@@ -5,6 +5,12 @@
 //! the agent's code, and checked again by rust-nostr as an independent
 //! implementation. A directive (kind 33321) is then put through the agent's
 //! rules ([`Directive::from_event`]) and, with `--config`, the voter check.
+//!
+//! An event over one of the agent's size limits is parsed again without them
+//! (up to [`MAX_EXAMINED_EVENT_BYTES`]) so its signature is still checked,
+//! and the verdict names the limit: "signature valid; exceeds the agent's
+//! limit of 1024 bytes per tag value (...)". It is invalid all the same: no
+//! agent parses it.
 
 use std::path::Path;
 
@@ -16,6 +22,7 @@ use qube_agent::{Limits, UnverifiedEvent};
 use crate::draft::read_small;
 use crate::error::{CliError, Result};
 use crate::keycmd::npub;
+use crate::limits::{self, MAX_EXAMINED_EVENT_BYTES};
 use crate::propose::rules;
 use crate::show::{directive_fields, print_fields, printable, time};
 
@@ -41,8 +48,7 @@ pub fn run(args: &VerifyArgs<'_>) -> Result<()> {
         Some(path) => Some(crate::config_edit::load_config(path)?),
         None => None,
     };
-    let limits = Limits::default();
-    let max = u64::try_from(limits.max_event_bytes).unwrap_or(u64::MAX);
+    let max = u64::try_from(MAX_EXAMINED_EVENT_BYTES).unwrap_or(u64::MAX);
     let text = read_small(args.file, max, "event file")?;
     let mut fields = Vec::new();
     match judge(args, config.as_ref(), &text, &mut fields) {
@@ -88,8 +94,21 @@ fn judge(
     text: &str,
     fields: &mut Vec<(&'static str, String)>,
 ) -> std::result::Result<String, Invalid> {
-    let unverified = UnverifiedEvent::from_json(text.as_bytes(), &Limits::default())
-        .map_err(|e| Invalid::new(format!("not a NIP-01 event: {e}")))?;
+    let not_nip01 = |e: &qube_agent::Error| Invalid::new(format!("not a NIP-01 event: {e}"));
+    // Within the agent's limits, or over one of them but otherwise an event
+    // (then `breach` names the limit and the signature is still checked).
+    let (unverified, breach) = match UnverifiedEvent::from_json(text.as_bytes(), &Limits::default())
+    {
+        Ok(event) => (event, None),
+        Err(e) => match limits::breach(&e) {
+            Some(breach) => (
+                UnverifiedEvent::from_json(text.as_bytes(), &limits::relaxed())
+                    .map_err(|_| not_nip01(&e))?,
+                Some(breach),
+            ),
+            None => return Err(not_nip01(&e)),
+        },
+    };
     fields.push(("id", unverified.id_hex()));
     fields.push(("kind", kind_name(unverified.kind)));
     fields.push(("author", author(&unverified.pubkey, config)));
@@ -119,6 +138,15 @@ fn judge(
             });
         }
     };
+
+    if let Some(breach) = breach {
+        return Err(Invalid {
+            reason: format!("signature valid; exceeds {breach}"),
+            hint: Some(
+                "no agent parses this event, whoever signed it; sign a new one with shorter values",
+            ),
+        });
+    }
 
     if event.kind != DIRECTIVE_KIND {
         if config.is_some() {

@@ -342,7 +342,7 @@ fn draft_signed_elsewhere_keeps_its_id() {
     assert!(
         shown
             .lines()
-            .any(|l| l.starts_with("version:") && l.ends_with(" v3.0.0")),
+            .any(|l| l.starts_with("  version ") && l.ends_with(" \"v3.0.0\"")),
         "{shown}"
     );
     assert!(stderr(&out).contains("hint: use --yes"), "{}", stderr(&out));
@@ -406,4 +406,276 @@ fn draft_signed_elsewhere_keeps_its_id() {
         "{}",
         stderr(&out)
     );
+}
+
+/// An event whose signature holds but which is over one of the agent's size
+/// limits is reported as exactly that, not as "not a NIP-01 event"; exit 1.
+#[test]
+fn verify_names_the_agent_limit_an_oversized_event_breaks() {
+    let env = Env::new();
+    let keys = qube_agent::Keys::generate().unwrap();
+    let url = format!("https://genesis.example/{}", "a".repeat(2000));
+    let event = keys
+        .sign(qube_agent::UnsignedEvent {
+            created_at: 1_767_225_600,
+            kind: 33321,
+            tags: vec![
+                vec!["d".into(), "hyperqube".into()],
+                vec!["action".into(), "reboot".into()],
+                vec!["version".into(), "v2.0.0".into()],
+                vec!["hash".into(), HASH.into()],
+                vec!["network".into(), "hqz".into()],
+                vec!["genesis_url".into(), url],
+                vec!["required_by".into(), "1893456000".into()],
+            ],
+            content: "Reboot.".into(),
+        })
+        .unwrap();
+    let json = event.to_json();
+    nostr_verify(&json).unwrap();
+    std::fs::write(env.path("big.json"), &json).unwrap();
+    let out = env.run(&["verify", "big.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "error: big.json is not valid: signature valid; exceeds the agent's limit of 1024 bytes per tag value (tag 5 value 1 is 2024 bytes)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("not a NIP-01 event"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("signature:  valid (qube-agent and rust-nostr agree)"),
+        "{shown}"
+    );
+
+    // Over the limit and tampered with: the signature is what is wrong.
+    std::fs::write(env.path("bad.json"), json.replacen("Reboot.", "Reboot!", 1)).unwrap();
+    let out = env.run(&["verify", "bad.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.json is not valid: id does not match content"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Not an event at all stays "not a NIP-01 event".
+    std::fs::write(env.path("junk.json"), "{\"id\":1}").unwrap();
+    let out = env.run(&["verify", "junk.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a NIP-01 event"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Without --expires-in a directive expires 7 days (604 800 s) after it is
+/// made; --no-expiry leaves the tag out and warns; --expires-in still sets it.
+#[test]
+fn propose_expires_in_seven_days_unless_told_otherwise() {
+    let env = Env::new();
+    env.plain_key("k.key");
+    let propose = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "propose",
+            "upgrade",
+            "--version",
+            "1.0.0",
+            "--network",
+            "hqz",
+            "--hash",
+            HASH,
+            "--key",
+            "k.key",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let before = qube_agent::now();
+        let result = env.run(&args);
+        let after = qube_agent::now();
+        common::assert_ok(&result, &args);
+        let (_, event) = load(&env, out);
+        (event, before, after, stderr(&result))
+    };
+
+    let (event, before, after, err) = propose("default.json", &[]);
+    let expiration: u64 = event.tag_value("expiration").unwrap().parse().unwrap();
+    assert_eq!(expiration, event.created_at + 604_800);
+    assert!(
+        (before + 604_800..=after + 604_800).contains(&expiration),
+        "{expiration} not 7 days after [{before}, {after}]"
+    );
+    assert!(!err.contains("warning:"), "{err}");
+
+    let (event, _, _, err) = propose("forever.json", &["--no-expiry"]);
+    assert_eq!(event.tag_value("expiration"), None);
+    assert!(
+        err.contains("warning: --no-expiry: this directive never expires"),
+        "{err}"
+    );
+
+    let (event, _, _, _) = propose("short.json", &["--expires-in", "12h"]);
+    let expiration: u64 = event.tag_value("expiration").unwrap().parse().unwrap();
+    assert_eq!(expiration, event.created_at + 12 * 3600);
+
+    // Both at once is a usage error, and nothing is written.
+    let out = env.run(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "1.0.0",
+        "--network",
+        "hqz",
+        "--hash",
+        HASH,
+        "--key",
+        "k.key",
+        "--expires-in",
+        "1d",
+        "--no-expiry",
+        "--out",
+        "both.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!env.path("both.json").exists());
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/cmd/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `sign` shows every tag before asking: each value in full, escaped so
+/// nothing in it reaches the terminal raw, and warnings on stderr.
+#[test]
+fn sign_shows_every_value_in_full_and_escaped() {
+    let env = Env::new();
+    let out = env.run(&["sign", &fixture("draft-control.json"), "--out", "x.json"]);
+    assert_eq!(out.status.code(), Some(2), "no terminal, no --yes");
+    let err = stderr(&out);
+    assert!(
+        err.contains("\n  network \"hqz\\u{1b}[1A\\u{1b}[2K\\rnetwork:     hqz\"\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("content:    \"Upgrade to v1.2.3.\\u{202e}\"\n"),
+        "{err}"
+    );
+    assert!(
+        !out.stderr.contains(&0x1b) && !err.contains('\r') && !err.contains('\u{202e}'),
+        "raw control characters reached the terminal: {err:?}"
+    );
+    assert!(
+        err.contains("warning: tag 4 \"network\" value 1 contains control or invisible characters"),
+        "{err}"
+    );
+    assert!(!env.path("x.json").exists());
+
+    // 5 000 characters are shown, all of them, and then refused: no agent
+    // parses a tag value over 1 024 bytes.
+    let out = env.run(&[
+        "sign",
+        &fixture("draft-long-url.json"),
+        "--out",
+        "x.json",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let url = format!("https://genesis.example/{}", "a".repeat(4976));
+    assert!(err.contains(&format!("  genesis_url \"{url}\"\n")), "{err}");
+    assert!(
+        err.contains(
+            "warning: tag 5 \"genesis_url\" value 1 is 5000 characters long (more than 512)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: no agent would accept this event: it exceeds the agent's limit of 1024 bytes per tag value"),
+        "{err}"
+    );
+    assert!(!env.path("x.json").exists());
+}
+
+/// `propose` shows the directive before the key is unlocked, with the same
+/// warnings, and refuses a genesis_url that is not https.
+#[test]
+fn propose_shows_the_directive_before_signing() {
+    let env = Env::new();
+    env.plain_key("k.key");
+    let out = env.run(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "v1.2.3",
+        "--network",
+        "hqz",
+        "--hash",
+        HASH,
+        "--content=-upgrade\u{7}now",
+        "--key",
+        "k.key",
+        "--out",
+        "up.json",
+    ]);
+    common::assert_ok(&out, &["propose"]);
+    let err = stderr(&out);
+    let shown = err.find("about to sign this directive").unwrap();
+    let signed = err.find("signed:").unwrap();
+    assert!(shown < signed, "{err}");
+    assert!(err.contains("content:    \"-upgrade\\u{7}now\""), "{err}");
+    assert!(
+        err.contains("warning: the content contains control or invisible characters"),
+        "{err}"
+    );
+    let (_, event) = load(&env, "up.json");
+    assert!(
+        err.contains(&format!("id:     {}", event.id_hex())),
+        "{err}"
+    );
+
+    for (url, why) in [
+        (
+            "http://genesis.example/g.json",
+            "it does not start with https://",
+        ),
+        ("https://", "it names no host"),
+        (
+            "https://good.example@evil.example/g",
+            "it has a user@ part before the host",
+        ),
+        ("https://genesis.example/a b", "it contains a space"),
+        (
+            "-https://genesis.example/",
+            "it does not start with https://",
+        ),
+    ] {
+        let arg = format!("--genesis-url={url}");
+        let out = env.run(&[
+            "propose",
+            "reboot",
+            "--version",
+            "v2.0.0",
+            "--network",
+            "hqz",
+            "--hash",
+            HASH,
+            &arg,
+            "--required-by",
+            "2030-01-01T00:00:00Z",
+            "--key",
+            "k.key",
+            "--out",
+            "reboot.json",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = stderr(&out);
+        assert!(err.contains("is not an https:// URL: "), "{url}: {err}");
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(err.contains("hint: "), "{url}: {err}");
+        assert!(!env.path("reboot.json").exists());
+    }
 }

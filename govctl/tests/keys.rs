@@ -80,6 +80,7 @@ fn nip49_vector_decrypts_and_encrypts() {
 
     let env = Env::new();
     std::fs::write(env.path("nip49-pass"), format!("{password}\n")).unwrap();
+    chmod(&env.path("nip49-pass"), 0o600);
     let out = env.run_with_stdin(
         &[
             "key",
@@ -301,4 +302,109 @@ fn log_n_above_the_cap_is_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn passphrase_file_readable_by_group_or_others_is_refused_with_chmod_advice() {
+    let env = Env::new();
+    for mode in [0o644, 0o640, 0o604, 0o660, 0o602] {
+        chmod(&env.path("pass"), mode);
+        let out = env.run(&[
+            "keygen",
+            "--name",
+            "gov",
+            "--log-n",
+            "4",
+            "--passphrase-file",
+            "pass",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{mode:o}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "error: permissions {mode:04o} for passphrase file pass are too open"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("hint: chmod 600 pass"), "{err}");
+        assert!(!env.home().join("gov.key").exists());
+    }
+    // 0400 and 0600 are fine; the key then unlocks only with a private file.
+    chmod(&env.path("pass"), 0o400);
+    env.keygen("gov");
+    chmod(&env.path("pass"), 0o644);
+    let out = env.run(&["key", "show", "--name", "gov", "--passphrase-file", "pass"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: chmod 600 pass"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+    chmod(&env.path("pass"), 0o600);
+    env.ok(&["key", "show", "--name", "gov", "--passphrase-file", "pass"]);
+}
+
+/// The store directory's mode is checked whenever a key in it is used, not
+/// only when govctl creates it.
+#[test]
+fn store_directory_writable_by_others_is_refused_at_every_use() {
+    let env = Env::new();
+    env.keygen("gov");
+    let home = env.home();
+    let home_text = home.display().to_string();
+    for mode in [0o777, 0o770, 0o702] {
+        chmod(&home, mode);
+        for args in [
+            vec!["key", "show", "--name", "gov", "--passphrase-file", "pass"],
+            vec!["key", "export", "--name", "gov"],
+            vec![
+                "keygen",
+                "--name",
+                "other",
+                "--log-n",
+                "4",
+                "--passphrase-file",
+                "pass",
+            ],
+            vec![
+                "propose",
+                "upgrade",
+                "--version",
+                "1.0.0",
+                "--network",
+                "hqz",
+                "--hash",
+                common::HASH,
+                "--name",
+                "gov",
+                "--passphrase-file",
+                "pass",
+                "--out",
+                "x.json",
+            ],
+        ] {
+            let out = env.run(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?} at {mode:o}");
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!(
+                    "error: key store {home_text} is writable by group or others (mode {mode:03o})"
+                )),
+                "{args:?}: {err}"
+            );
+            assert!(
+                err.contains(&format!("hint: chmod 700 {home_text}")),
+                "{err}"
+            );
+            assert!(stdout(&out).is_empty(), "{args:?}");
+        }
+        assert!(!home.join("other.key").exists());
+        assert!(!env.path("x.json").exists());
+    }
+    // Readable but not writable by others is not a way to swap keys.
+    chmod(&home, 0o755);
+    env.ok(&["key", "show", "--name", "gov", "--passphrase-file", "pass"]);
+    chmod(&home, 0o700);
+    env.ok(&["key", "show", "--name", "gov", "--passphrase-file", "pass"]);
 }

@@ -23,11 +23,15 @@ pub struct Env {
 }
 
 impl Env {
-    /// A fresh directory with a passphrase file `pass` ("correct horse").
+    /// A fresh directory with passphrase files `pass` ("correct horse") and
+    /// `wrong`, mode 0600 (govctl refuses one others can read).
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pass"), "correct horse\n").unwrap();
-        std::fs::write(dir.path().join("wrong"), "wrong horse\n").unwrap();
+        for (name, text) in [("pass", "correct horse\n"), ("wrong", "wrong horse\n")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            chmod(&path, 0o600);
+        }
         Env { dir }
     }
 

@@ -91,6 +91,9 @@ async fn demo() -> Result<(), String> {
     let home = dir.path().join("govctl");
     let pass = dir.path().join("passphrase");
     std::fs::write(&pass, "demo passphrase\n").map_err(|e| e.to_string())?;
+    // govctl refuses a passphrase file that group or others can read.
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
     let pass = pass.display().to_string();
     let mut npubs = Vec::new();
     for i in 1..=3 {
