@@ -629,6 +629,17 @@ impl Node {
     }
 }
 
+/// The worker restarts the agent running on `node` recorded in its
+/// `runtime.json` (0 before any).
+pub fn worker_restarts(node: &Node) -> u64 {
+    let path = node.dir.path().join("state").join("runtime.json");
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v.get("worker_restarts").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
 /// Polls `ok` every 50 ms for up to `within`.
 pub async fn wait_until(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;

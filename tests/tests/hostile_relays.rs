@@ -18,16 +18,6 @@ use std::time::{Duration, Instant};
 use qube_e2e::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The worker restarts the running agent recorded (0 before any).
-fn restarts(node: &Node) -> u64 {
-    let path = node.dir.path().join("state").join("runtime.json");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["worker_restarts"].as_u64())
-        .unwrap_or(0)
-}
-
 /// The stored events are in for the hostile relay too, so decisions are
 /// not waiting for it.
 fn eose() -> Message {
@@ -52,7 +42,7 @@ async fn quorum_beside(case: &str, hostile_frames: Vec<Message>) {
     assert!(
         wait_until(Duration::from_secs(2), || !node.runs().is_empty()).await,
         "{case}: the quorum did not run within 2 s of publication (worker restarts: {})",
-        restarts(&node)
+        worker_restarts(&node)
     );
     let took = published.elapsed();
     // Give a second run, or a restart, time to show.
@@ -63,7 +53,7 @@ async fn quorum_beside(case: &str, hostile_frames: Vec<Message>) {
         "{case}: the hook must run exactly once"
     );
     assert_eq!(
-        restarts(&node),
+        worker_restarts(&node),
         0,
         "{case}: the worker was restarted for the relay's behaviour"
     );

@@ -17,15 +17,6 @@ use std::time::Duration;
 use qube_agent::monitor::{self, RunOptions, WorkerMode};
 use qube_e2e::*;
 
-fn restarts(node: &Node) -> u64 {
-    let path = node.dir.path().join("state").join("runtime.json");
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["worker_restarts"].as_u64())
-        .unwrap_or(0)
-}
-
 async fn misbehave(mode: &str) {
     misbehave_with(&[mode]).await;
 }
@@ -48,9 +39,9 @@ async fn misbehave_with(args: &[&str]) {
     let agent = tokio::spawn(async move { monitor::run(config, options).await.unwrap() });
     // Quorum is 1: a forwarded directive the monitor accepted would run.
     assert!(
-        wait_until(Duration::from_secs(15), || restarts(&node) >= 2).await,
+        wait_until(Duration::from_secs(15), || worker_restarts(&node) >= 2).await,
         "{mode}: the worker was not ended and restarted (restarts: {})",
-        restarts(&node)
+        worker_restarts(&node)
     );
     assert!(!agent.is_finished(), "{mode}: the monitor stopped");
     let report = qube_agent::report::status(

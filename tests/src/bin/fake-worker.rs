@@ -21,6 +21,18 @@ use qube_agent::ipc::{self, MonitorMessage, WorkerMessage};
 use qube_agent::UnverifiedEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Sends a frame of a message type the protocol does not have: a request
+/// to sign a kind 1 event.
+async fn send_unknown_message(stdout: &mut tokio::io::Stdout) {
+    let frame = br#"{"type":"sign_event","kind":1,"content":"pay me"}"#;
+    stdout
+        .write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    stdout.write_all(frame).await.unwrap();
+    stdout.flush().await.unwrap();
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -68,13 +80,7 @@ async fn main() {
             stdout.flush().await.unwrap();
         }
         "unknown" => {
-            let frame = br#"{"type":"sign_event","kind":1,"content":"pay me"}"#;
-            stdout
-                .write_all(&(frame.len() as u32).to_be_bytes())
-                .await
-                .unwrap();
-            stdout.write_all(frame).await.unwrap();
-            stdout.flush().await.unwrap();
+            send_unknown_message(&mut stdout).await;
         }
         "auth-other-relay" => {
             let msg = WorkerMessage::AuthRequest {
@@ -113,13 +119,7 @@ async fn main() {
             std::fs::write(pidfile, sleeper.id().to_string()).unwrap();
             // Long enough for the test to see the child alive.
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let frame = br#"{"type":"sign_event","kind":1,"content":"pay me"}"#;
-            stdout
-                .write_all(&(frame.len() as u32).to_be_bytes())
-                .await
-                .unwrap();
-            stdout.write_all(frame).await.unwrap();
-            stdout.flush().await.unwrap();
+            send_unknown_message(&mut stdout).await;
         }
         other => panic!("unknown mode {other:?}"),
     }
