@@ -13,13 +13,20 @@ use clap::{Parser, Subcommand};
 /// Watches Nostr relays for HyperQube directives (kind 33321) signed by the
 /// configured follows and runs the operator's hook when a quorum agrees on
 /// exactly the same action.
+//
+// `--version` is an ordinary flag rather than clap's version action, which
+// would print and exit before `--json` is seen: main.rs prints the build
+// information itself. The command is therefore optional to clap; main.rs
+// reports a missing one exactly as clap would.
 #[derive(Parser)]
 #[command(
     name = "qube-agent",
     version,
     about,
     long_about,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    disable_version_flag = true,
+    override_usage = "qube-agent [OPTIONS] <COMMAND>\n       qube-agent --version [--json]"
 )]
 pub struct Cli {
     /// More log output on stderr: -v for actions and relay state, -vv for
@@ -27,10 +34,19 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
+    /// Print the version, git commit, rustc, target and Landlock ABI.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
+    /// With --version: print the build information as one JSON object.
+    #[arg(long, requires = "version")]
+    pub json: bool,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
+// The commands. The hidden ones are for the agent itself and its tests.
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the agent: watch the relays, count directives, act on a quorum.

@@ -3,24 +3,36 @@
 //! `run` (the agent), `check-config` (`docs/qube-agent.example.toml`), `--help` and
 //! `--version`. Logs go to stderr with timestamps and levels: warnings and
 //! errors by default, `-v` for what the agent does, `-vv` for debugging.
-//! The clap types are in `cli.rs`.
+//!
+//! The clap types are in `cli.rs`; `build_info.rs` has what `--version`
+//! prints.
 
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use qube_agent::config::Config;
 
+mod build_info;
 mod cli;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        return build_info::print_version(cli.json);
+    }
+    let Some(command) = cli.command else {
+        // Only --version stands without a command (see cli.rs): let clap
+        // report the missing command, with its usual message and status 2.
+        Cli::command().subcommand_required(true).get_matches();
+        return ExitCode::from(2);
+    };
     init_logging(cli.verbose);
-    match cli.command {
+    match command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run {
             config,
