@@ -1,11 +1,13 @@
-//! What `qube-agent --version` prints, gathered by `build.rs` at build time
-//! (`docs/RELEASE.md`).
+//! What `qube-agent --version` prints, and the man pages and completions
+//! `qube-agent generate-assets` writes: both made by `build.rs` at build
+//! time (`docs/RELEASE.md`).
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
-// GIT_COMMIT, GIT_DIRTY, RUSTC, TARGET, PROFILE, LANDLOCK_ABI, BUILD_DATE
-// and FEATURES.
+// GIT_COMMIT, GIT_DIRTY, RUSTC, TARGET, PROFILE, LANDLOCK_ABI, BUILD_DATE,
+// FEATURES and ASSETS.
 include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
 
 /// The crate version.
@@ -89,4 +91,27 @@ fn version_text() -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// `generate-assets --out DIR`: writes every generated file below `dir`
+/// (`man/man1/`, `man/man5/`, `completions/`) and lists them on stdout.
+pub fn write_assets(dir: &Path) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    for (rel, contents) in ASSETS {
+        let path = dir.join(rel);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, contents));
+        if let Err(e) = written {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot write {}: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        let _ = writeln!(stdout, "{}", path.display());
+    }
+    ExitCode::SUCCESS
 }

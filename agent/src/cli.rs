@@ -1,8 +1,9 @@
 //! The `qube-agent` command line, as clap types and nothing else.
 //!
-//! Kept apart from main.rs so that a build script can compile this file on
-//! its own (man pages, completions): it may use only `std` and `clap`,
-//! nothing of the crate.
+//! Shared by the binary (`mod cli;` in main.rs) and by `build.rs`, which
+//! compiles this same file to write the man pages and the shell completions
+//! from it: what `--help` says and what `man qube-agent` says cannot drift
+//! apart. So this file may use only `std` and `clap`, nothing of the crate.
 
 use std::path::PathBuf;
 
@@ -46,7 +47,8 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-// The commands. The hidden ones are for the agent itself and its tests.
+// The commands. The hidden ones are for the agent itself, its tests and
+// packaging: no man page, no completion (build.rs).
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the agent: watch the relays, count directives, act on a quorum.
@@ -165,5 +167,14 @@ pub enum Command {
         /// Print only the verdict.
         #[arg(long)]
         verify: bool,
+    },
+    /// Write the man pages and shell completions built into this binary to a
+    /// directory, for packaging (see docs/RELEASE.md).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Directory to write into, created if needed: man/man1, man/man5 and
+        /// completions/ below it.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }

@@ -4,8 +4,9 @@
 //! `--version`. Logs go to stderr with timestamps and levels: warnings and
 //! errors by default, `-v` for what the agent does, `-vv` for debugging.
 //!
-//! The clap types are in `cli.rs`; `build_info.rs` has what `--version`
-//! prints.
+//! The clap types are in `cli.rs` (shared with `build.rs`, which writes the
+//! man pages and completions from them); `build_info.rs` has what `--version`
+//! prints and the generated files `generate-assets` writes.
 
 #![forbid(unsafe_code)]
 
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             json,
             verify,
         } => journal(&config, json, verify),
+        Command::GenerateAssets { out } => build_info::write_assets(&out),
     }
 }
 
