@@ -1,5 +1,5 @@
 //! The protocol core: pure functions and types, no I/O, no clock reads, no
-//! tokio, no filesystem. Everything here is deterministic and unit-tested;
+//! async runtime, no filesystem. Everything here is deterministic and unit-tested;
 //! the worker, the monitor, `report` and `govctl` all call it, so each rule
 //! lives in one place.
 //!
