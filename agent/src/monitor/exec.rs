@@ -44,6 +44,7 @@ use tokio::sync::watch;
 
 use crate::config::{ArtifactTemplate, Hook};
 use crate::core::directive::Proposal;
+use crate::core::text::printable;
 
 /// The only `PATH` a hook sees; a relative program name in an argv is also
 /// looked up in it.
@@ -446,22 +447,22 @@ fn log_step(step: &StepResult) {
 }
 
 /// At most [`LOG_OUTPUT_BYTES`] of `bytes` (the first and last halves),
-/// lossily decoded and escaped (quotes, control characters) for one log
-/// line.
+/// lossily decoded, escaped ([`printable`]) and quoted, for one log line.
 fn excerpt(bytes: &[u8], truncated: bool) -> String {
     let half = LOG_OUTPUT_BYTES / 2;
+    let quoted = |b: &[u8]| format!("\"{}\"", printable(&String::from_utf8_lossy(b), usize::MAX));
     let mut text = if bytes.len() <= LOG_OUTPUT_BYTES {
-        format!("{:?}", String::from_utf8_lossy(bytes))
+        quoted(bytes)
     } else {
         let head = bytes.get(..half).unwrap_or_default();
         let tail = bytes
             .get(bytes.len().saturating_sub(half)..)
             .unwrap_or_default();
         format!(
-            "{:?} ... {} bytes ... {:?}",
-            String::from_utf8_lossy(head),
+            "{} ... {} bytes ... {}",
+            quoted(head),
             bytes.len().saturating_sub(2 * half),
-            String::from_utf8_lossy(tail)
+            quoted(tail)
         )
     };
     if truncated {
