@@ -152,6 +152,10 @@ struct Monitor {
     deciding: bool,
 }
 
+/// A worker that ran this long before it was ended resets the restart
+/// backoff (the longest restart delay).
+const HEALTHY_WORKER: Duration = Duration::from_secs(60);
+
 /// Longest the monitor waits for the worker's `synced` before deciding
 /// anyway (a worker that never says it is synced only delays, as it could
 /// by withholding directives).
@@ -278,7 +282,9 @@ impl Monitor {
     }
 
     async fn serve(&mut self) -> Result<(), MonitorError> {
-        let mut restarts: u32 = 0;
+        // Failures in a row: the restart backoff. A worker that stayed up
+        // for HEALTHY_WORKER resets it; `self.restarts` counts them all.
+        let mut failures: u32 = 0;
         let mut shutdown = Box::pin(shutdown_signal());
         loop {
             let spawned = spawn_worker(&self.options.worker, self.start_params()).await;
@@ -286,13 +292,19 @@ impl Monitor {
                 Ok(w) => w,
                 Err(e) => {
                     error!("cannot start the worker: {e}");
-                    restarts += 1;
-                    self.restarts = restarts;
+                    failures = failures.saturating_add(1);
+                    self.restarts = self.restarts.saturating_add(1);
                     self.write_runtime();
-                    tokio::time::sleep(restart_delay(restarts)).await;
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(restart_delay(failures)) => continue,
+                        () = &mut shutdown => {
+                            info!("shutting down");
+                            return Ok(());
+                        }
+                    }
                 }
             };
+            let started = tokio::time::Instant::now();
             self.deciding = false;
             self.phase = Phase::Started;
             self.sandbox = None;
@@ -334,15 +346,26 @@ impl Monitor {
                 }
             };
             worker.stop();
-            restarts += 1;
-            self.restarts = restarts;
+            if started.elapsed() >= HEALTHY_WORKER {
+                failures = 0;
+            }
+            failures = failures.saturating_add(1);
+            self.restarts = self.restarts.saturating_add(1);
             self.write_runtime();
-            let delay = restart_delay(restarts);
+            let delay = restart_delay(failures);
             error!(
-                "ending the worker: {ended}; restart {restarts} in {} s",
+                "ending the worker: {ended}; restart {} in {} s",
+                self.restarts,
                 delay.as_secs()
             );
-            tokio::time::sleep(delay).await;
+            // SIGTERM is acted on while waiting, too.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut shutdown => {
+                    info!("shutting down");
+                    return Ok(());
+                }
+            }
         }
     }
 
