@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use qube_agent::Keys;
@@ -34,13 +34,6 @@ const ROUNDS: usize = 20;
 /// The flood's rate, frames per minute (the target is at least one
 /// million); the flooding relay paces itself to it.
 const FLOOD_PER_MINUTE: u64 = 1_200_000;
-
-fn nanos_now() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
 
 /// A relay that, once subscribed to, sends `frames` round and round at
 /// [`FLOOD_PER_MINUTE`] (or as fast as the connection takes them, if
@@ -115,16 +108,6 @@ fn worker_peak_rss_kib() -> Option<u64> {
         }
     }
     peak
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -640,6 +640,27 @@ pub fn worker_restarts(node: &Node) -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock in nanoseconds since 1970, as the benches' hooks print
+/// it (`date +%s%N`).
+pub fn nanos_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The median of `values` (the mean of the middle two for an even count);
+/// `NaN` for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let at = |i: usize| values.get(i).copied().unwrap_or(f64::NAN);
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => at(n / 2),
+        _ => (at(n / 2 - 1) + at(n / 2)) / 2.0,
+    }
+}
+
 /// Polls `ok` every 50 ms for up to `within`.
 pub async fn wait_until(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -819,4 +840,14 @@ pub async fn tls_terminator(backend: &str, leaf: &TestLeaf) -> String {
         }
     });
     format!("wss://localhost:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_even_and_no_values() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(super::median(Vec::new()).is_nan());
+    }
 }

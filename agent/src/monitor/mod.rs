@@ -520,13 +520,17 @@ impl Monitor {
             } => {
                 let url = self.relay_url(relay);
                 let now = crate::now();
+                let mut changed = false;
                 if let Some(r) = self.relays.get_mut(relay) {
                     if r.connected != connected || r.since.is_none() {
                         r.since = Some(now);
+                        changed = true;
                     }
                     r.connected = connected;
                     if !connected {
-                        r.last_error = Some(escape(&detail, 256));
+                        let error = Some(escape(&detail, 256));
+                        changed |= r.last_error != error;
+                        r.last_error = error;
                     }
                 }
                 if connected {
@@ -535,7 +539,11 @@ impl Monitor {
                 } else {
                     debug!("{url}: {}", escape(&detail, 512));
                 }
-                self.write_runtime();
+                // A relay that stays down reports every retry: record (an
+                // fsynced write) only what changed.
+                if changed {
+                    self.write_runtime();
+                }
             }
             Request::RelayStats { relay, counters } => {
                 if let Some(r) = self.relays.get_mut(relay) {
