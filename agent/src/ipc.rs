@@ -80,6 +80,13 @@ pub enum WorkerMessage {
         /// Why, in words (bounded).
         detail: String,
     },
+    /// The worker is about to connect to a relay whose host is a name: the
+    /// monitor resolves it and answers with [`MonitorMessage::Resolved`]
+    /// (the worker has no resolver files and no UDP).
+    Resolve {
+        /// Index of the relay.
+        relay: usize,
+    },
 }
 
 /// Monitor to worker.
@@ -99,6 +106,19 @@ pub enum MonitorMessage {
         relay: usize,
         /// The event as NIP-01 JSON.
         event: String,
+    },
+    /// The answer to [`WorkerMessage::Resolve`]: the addresses of the
+    /// relay's host (at most [`crate::relay::MAX_ADDRESSES`]; the port is
+    /// the relay's own), or why there are none.
+    Resolved {
+        /// Index of the relay.
+        relay: usize,
+        /// IPv4 and IPv6 addresses, as text on the wire (`"192.0.2.1"`,
+        /// `"2001:db8::1"`); empty when `error` is set.
+        addresses: Vec<std::net::IpAddr>,
+        /// Why the name did not resolve, in words.
+        #[serde(default)]
+        error: Option<String>,
     },
 }
 
@@ -148,6 +168,10 @@ pub struct RelayCounters {
     pub invalid: u64,
     /// Events delivered to the worker's filter.
     pub delivered: u64,
+    /// Notices (`NOTICE`, `CLOSED`, malformed frames) over the per-relay
+    /// budget ([`crate::relay::NOTICE_BUDGET`]): counted, not reported.
+    #[serde(default)]
+    pub notices_suppressed: u64,
 }
 
 /// How much of the worker's sandbox the kernel enforces (`full`, `partial`

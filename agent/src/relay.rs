@@ -14,12 +14,24 @@
 //! on. Per-relay counters ([`RelayPool::stats`]) say what each relay sent and
 //! what was dropped, and why.
 //!
+//! Fairness: one relay's traffic cannot delay another's. Each relay is
+//! read, parsed and verified by its own task (tokio runs ready tasks in
+//! turn), and what a task reports is bounded: events only after the cheap
+//! checks above, notices at most [`NOTICE_BUDGET`] per [`NOTICE_WINDOW`]. The
+//! tasks share one bounded report channel whose slots tokio hands out first
+//! come, first served, so a flooding relay holds at most one waiting report
+//! at a time and is slowed by its own backpressure (TCP), not the others.
+//!
+//! Host names are resolved through [`RelayOptions::resolver`]: the system
+//! resolver, or (in the sandboxed worker) the monitor over IPC.
+//!
 //! What to do with events (filtering by author and kind, deduplication
 //! across relays, quorum) is the caller's business; so is answering NIP-42
 //! challenges, which need the node key: the task reports
 //! [`RelayEvent::AuthChallenge`] and sends whatever AUTH event it is handed.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +39,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -88,6 +100,44 @@ pub struct RelayOptions {
     /// DER certificates trusted for `wss://` in addition to the Mozilla
     /// roots of webpki-roots (`[tls] extra_roots`). Default none.
     pub extra_roots: Vec<Vec<u8>>,
+    /// How host names become addresses. Default [`Resolver::System`].
+    pub resolver: Resolver,
+}
+
+/// Most [`RelayEvent::Notice`]s one relay may cause per
+/// [`NOTICE_WINDOW`]; the rest are only counted
+/// ([`RelayStats::notices_suppressed`]), so a relay that floods `NOTICE`s
+/// or garbage cannot crowd the shared event channel or the log.
+pub const NOTICE_BUDGET: u32 = 20;
+
+/// The window of [`NOTICE_BUDGET`].
+pub const NOTICE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Most addresses tried per connection attempt (the rest are ignored).
+pub const MAX_ADDRESSES: usize = 16;
+
+/// How a relay task turns a relay's host name into addresses. An IP literal
+/// host is used as it is, without asking.
+#[derive(Debug, Clone, Default)]
+pub enum Resolver {
+    /// The system resolver (`getaddrinfo` through tokio): govctl and tests.
+    #[default]
+    System,
+    /// Ask whoever holds the receiver (the sandboxed worker asks the
+    /// monitor, `docs/PROTOCOL.md` section 9): the worker then needs no
+    /// resolver file and no UDP.
+    Delegated(mpsc::Sender<ResolveRequest>),
+}
+
+/// One question to a [`Resolver::Delegated`] resolver: the addresses of
+/// relay `relay`'s host (the port is the relay's own).
+#[derive(Debug)]
+pub struct ResolveRequest {
+    /// Index of the relay in the pool.
+    pub relay: usize,
+    /// Where the answer goes: at most [`MAX_ADDRESSES`] addresses, or why
+    /// there are none. Dropping it answers "no resolver".
+    pub reply: oneshot::Sender<Result<Vec<IpAddr>, String>>,
 }
 
 impl Default for RelayOptions {
@@ -100,6 +150,7 @@ impl Default for RelayOptions {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             extra_roots: Vec::new(),
+            resolver: Resolver::System,
         }
     }
 }
@@ -188,6 +239,8 @@ pub struct RelayStats {
     pub invalid: AtomicU64,
     /// Events delivered to the caller.
     pub delivered: AtomicU64,
+    /// Notices over [`NOTICE_BUDGET`], dropped without a report.
+    pub notices_suppressed: AtomicU64,
 }
 
 impl RelayStats {
@@ -207,6 +260,7 @@ impl RelayStats {
             verified: get(&self.verified),
             invalid: get(&self.invalid),
             delivered: get(&self.delivered),
+            notices_suppressed: get(&self.notices_suppressed),
         }
     }
 
@@ -285,6 +339,7 @@ impl RelayPool {
                 commands: cmd_rx,
                 seen: Arc::clone(&seen),
                 stats: counters,
+                notices: (Instant::now(), 0),
             };
             tasks.push(tokio::spawn(task.run()));
         }
@@ -371,6 +426,8 @@ struct RelayTask {
     commands: mpsc::Receiver<Command>,
     seen: Arc<SeenIds>,
     stats: Arc<RelayStats>,
+    /// Start of the current [`NOTICE_WINDOW`] and notices sent in it.
+    notices: (Instant, u32),
 }
 
 impl RelayTask {
@@ -425,9 +482,7 @@ impl RelayTask {
     async fn connect(&self) -> Result<WebSocketStream<Box<dyn Stream>>, String> {
         let target = &self.target;
         let attempt = async {
-            let tcp = TcpStream::connect((target.host.as_str(), target.port))
-                .await
-                .map_err(|e| format!("connect to {}:{}: {e}", target.host, target.port))?;
+            let tcp = self.connect_tcp().await?;
             let _ = tcp.set_nodelay(true);
             let stream: Box<dyn Stream> = if target.tls {
                 let name = rustls::pki_types::ServerName::try_from(target.host.clone())
@@ -462,6 +517,58 @@ impl RelayTask {
                 self.options.connect_timeout.as_secs()
             )),
         }
+    }
+
+    /// The relay's addresses: the host itself when it is an IP literal,
+    /// else what the resolver answers.
+    async fn addresses(&self) -> Result<Vec<IpAddr>, String> {
+        let host = self.target.host.as_str();
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let mut addresses: Vec<IpAddr> = match &self.options.resolver {
+            Resolver::System => tokio::net::lookup_host((host, self.target.port))
+                .await
+                .map_err(|e| format!("resolve {host}: {e}"))?
+                .map(|a| a.ip())
+                .collect(),
+            Resolver::Delegated(ask) => {
+                let (reply, answer) = oneshot::channel();
+                let request = ResolveRequest {
+                    relay: self.index,
+                    reply,
+                };
+                ask.send(request)
+                    .await
+                    .map_err(|_| format!("resolve {host}: no resolver"))?;
+                answer
+                    .await
+                    .map_err(|_| format!("resolve {host}: no resolver"))?
+                    .map_err(|e| format!("resolve {host}: {e}"))?
+            }
+        };
+        addresses.truncate(MAX_ADDRESSES);
+        if addresses.is_empty() {
+            return Err(format!("resolve {host}: no address"));
+        }
+        Ok(addresses)
+    }
+
+    /// A TCP connection to the first of the relay's addresses that accepts.
+    async fn connect_tcp(&self) -> Result<TcpStream, String> {
+        let port = self.target.port;
+        let mut last = String::new();
+        for ip in self.addresses().await? {
+            let address = SocketAddr::new(ip, port);
+            match TcpStream::connect(address).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) if self.target.host.parse::<IpAddr>().is_ok() => {
+                    last = format!("connect to {address}: {e}");
+                }
+                Err(e) => last = format!("connect to {} ({address}): {e}", self.target.host),
+            }
+        }
+        Err(last)
     }
 
     fn subscription(&self) -> Result<String, String> {
@@ -559,7 +666,26 @@ impl RelayTask {
         }
     }
 
-    async fn notice(&self, message: String) {
+    /// Whether one more notice fits this relay's budget (and counts it).
+    fn notice_allowed(&mut self) -> bool {
+        let (start, sent) = &mut self.notices;
+        if start.elapsed() >= NOTICE_WINDOW {
+            *start = Instant::now();
+            *sent = 0;
+        }
+        if *sent < NOTICE_BUDGET {
+            *sent += 1;
+            true
+        } else {
+            RelayStats::add(&self.stats.notices_suppressed, 1);
+            false
+        }
+    }
+
+    async fn notice(&mut self, message: String) {
+        if !self.notice_allowed() {
+            return;
+        }
         let _ = self
             .events
             .send(RelayEvent::Notice {
@@ -569,7 +695,7 @@ impl RelayTask {
             .await;
     }
 
-    async fn handle_text(&self, text: &[u8], resubscribe: &mut bool) -> Result<(), Stop> {
+    async fn handle_text(&mut self, text: &[u8], resubscribe: &mut bool) -> Result<(), Stop> {
         let relay = self.index;
         let report = match RelayMessage::from_json(text, &self.options.limits) {
             Err(e) => {
@@ -643,6 +769,9 @@ impl RelayTask {
                 message: format!("NOTICE: {message}"),
             },
         };
+        if matches!(report, RelayEvent::Notice { .. }) && !self.notice_allowed() {
+            return Ok(());
+        }
         self.events.send(report).await.map_err(|_| Stop::Receiver)
     }
 }

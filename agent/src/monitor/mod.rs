@@ -10,12 +10,14 @@
 //! * this file: start-up and the serve loop;
 //! * [`spawn`]: starting the sandboxed worker process and reading its frames;
 //! * [`requests`]: the request table, pure;
+//! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
 //! * [`exec`]: running hooks under the execution contract.
 
 mod act;
 pub mod exec;
 pub(crate) mod requests;
+mod resolve;
 mod spawn;
 
 use std::collections::{BTreeSet, HashSet};
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use self::requests::{Permits, Phase, Request, Violation};
+use self::resolve::Resolutions;
 pub use self::spawn::WorkerMode;
 use self::spawn::{restart_delay, spawn_worker, ToWorker};
 use crate::config::Config;
@@ -145,6 +148,8 @@ struct Monitor {
     relays: Vec<RelayRuntime>,
     /// Worker restarts since the agent started.
     restarts: u32,
+    /// The current worker's host name lookups.
+    resolutions: Resolutions,
     /// Whether decisions may run: the current worker delivered the relays'
     /// stored directives, or [`SYNC_FALLBACK`] passed. Until then nothing
     /// runs, so that what runs does not depend on the order in which stored
@@ -239,6 +244,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         relays: Vec::new(),
         sandbox: None,
         restarts: 0,
+        resolutions: Resolutions::new().0,
     };
     monitor.acknowledge_interrupted()?;
     monitor.serve().await
@@ -309,6 +315,8 @@ impl Monitor {
             self.phase = Phase::Started;
             self.sandbox = None;
             self.relays = self.fresh_relays();
+            let (resolutions, mut resolved) = Resolutions::new();
+            self.resolutions = resolutions;
             let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
             self.flush_outbox(&to_worker, true);
             let ended = loop {
@@ -329,6 +337,10 @@ impl Monitor {
                         self.flush_outbox(&to_worker, false);
                     }
                     why = to_worker.failed() => break why,
+                    Some(answer) = resolved.recv() => {
+                        // A full queue ends the worker through `ToWorker::failed`.
+                        to_worker.send(self.resolutions.answered(answer));
+                    }
                     msg = from_worker.recv() => {
                         match msg {
                             None | Some(Err(IpcError::Closed)) => break "worker closed its channel".to_owned(),
@@ -543,6 +555,16 @@ impl Monitor {
                 // fsynced write) only what changed.
                 if changed {
                     self.write_runtime();
+                }
+            }
+            Request::Resolve { relay } => {
+                let Some(url) = self.config.relays().get(relay) else {
+                    return Ok(());
+                };
+                let target = RelayTarget::from(url);
+                debug!("resolving {} for the worker", target.host);
+                if let Some(answer) = self.resolutions.ask(relay, &target.host, target.port) {
+                    to_worker.send(answer);
                 }
             }
             Request::RelayStats { relay, counters } => {

@@ -12,6 +12,7 @@
 //! | `publish_result` | violation | checked | checked |
 //! | `relay_status` | violation | checked | checked |
 //! | `relay_stats` | violation | checked | checked |
+//! | `resolve` | violation | checked | checked |
 //!
 //! "Checked" means: the relay index names a configured relay, and the
 //! message's own bounds hold (an AUTH challenge is 1 to
@@ -125,6 +126,11 @@ pub(crate) enum Request {
         /// Why (untrusted text).
         detail: String,
     },
+    /// Resolve the host name of this configured relay.
+    Resolve {
+        /// Relay index, `< relays`.
+        relay: usize,
+    },
 }
 
 /// A message a correct worker never sends; the reason is for the log.
@@ -218,6 +224,9 @@ pub(crate) fn check(msg: WorkerMessage, permits: &Permits<'_>) -> Result<Request
             connected,
             detail,
         }),
+        WorkerMessage::Resolve { relay } => Ok(Request::Resolve {
+            relay: relay_index(relay)?,
+        }),
     }
 }
 
@@ -296,7 +305,8 @@ pub(crate) fn fuzz_frame(payload: &[u8]) {
             }
             Request::PublishResult { relay, .. }
             | Request::RelayStatus { relay, .. }
-            | Request::RelayStats { relay, .. } => {
+            | Request::RelayStats { relay, .. }
+            | Request::Resolve { relay } => {
                 if *relay >= 2 || phase == Phase::Started {
                     panic!("permitted a request it must refuse: {request:?}");
                 }
@@ -343,6 +353,7 @@ fn name(msg: &WorkerMessage) -> &'static str {
         WorkerMessage::Synced { .. } => "synced",
         WorkerMessage::RelayStatus { .. } => "relay_status",
         WorkerMessage::RelayStats { .. } => "relay_stats",
+        WorkerMessage::Resolve { .. } => "resolve",
     }
 }
 
@@ -396,6 +407,7 @@ mod tests {
                     ..RelayCounters::default()
                 },
             },
+            WorkerMessage::Resolve { relay: 1 },
         ]
     }
 
@@ -487,14 +499,17 @@ mod tests {
                         ) => {
                             assert_eq!((*relay, counters.frames), (0, 3));
                         }
+                        (WorkerMessage::Resolve { .. }, Request::Resolve { relay }) => {
+                            assert_eq!(*relay, 1);
+                        }
                         other => panic!("{what}: wrong request {other:?}"),
                     }
                     seen += 1;
                 }
             }
         }
-        // 1 permitted before the sandbox report, 6 before synced, 5 after.
-        assert_eq!(seen, 12);
+        // 1 permitted before the sandbox report, 7 before synced, 6 after.
+        assert_eq!(seen, 14);
     }
 
     #[test]
@@ -706,5 +721,20 @@ mod tests {
         };
         assert!(status(1).is_ok());
         assert_eq!(status(2).unwrap_err().0, "relay index 2 out of range");
+    }
+
+    #[test]
+    fn resolve_needs_a_configured_relay() {
+        let resolve = |relay| run(WorkerMessage::Resolve { relay }, Phase::Synced);
+        assert!(matches!(resolve(1), Ok(Request::Resolve { relay: 1 })));
+        assert_eq!(resolve(2).unwrap_err().0, "relay index 2 out of range");
+        // No host name crosses IPC from the worker: only an index.
+        assert!(frame(
+            r#"{"type":"resolve","relay":0,"host":"evil.example"}"#,
+            Phase::Synced
+        )
+        .unwrap_err()
+        .0
+        .contains("unknown field"));
     }
 }

@@ -1,6 +1,8 @@
 //! The worker half of the agent (`docs/PROTOCOL.md` section 9, SECURITY.md): relay I/O, parsing,
-//! verification and filtering. It holds no secret and reads no file of
-//! ours: everything it needs arrives in [`MonitorMessage::Start`].
+//! verification and filtering. It holds no secret and reads no file at
+//! all: everything it needs arrives in [`MonitorMessage::Start`], and the
+//! monitor resolves the relays' host names for it
+//! ([`WorkerMessage::Resolve`]).
 //!
 //! It forwards to the monitor only what could count: verified kind 33321
 //! events from a voter that pass the directive rules, newer than what it
@@ -8,7 +10,7 @@
 
 pub mod sandbox;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
@@ -23,7 +25,7 @@ use crate::core::text::printable;
 use crate::ipc::{
     self, Enforcement, IpcError, MonitorMessage, StartParams, WorkerMessage, MAX_CHALLENGE_BYTES,
 };
-use crate::relay::{RelayEvent, RelayOptions, RelayPool};
+use crate::relay::{RelayEvent, RelayOptions, RelayPool, ResolveRequest, Resolver};
 
 /// Ids remembered for cross-relay deduplication before the set is reset.
 const SEEN_IDS_CAP: usize = 16_384;
@@ -143,8 +145,13 @@ where
         max_future_skew_secs: start.max_future_skew_secs,
     };
     let voters: BTreeSet<[u8; 32]> = start.voters.iter().copied().collect();
+    // Host names are resolved by the monitor: the sandbox has no resolver
+    // files and no UDP.
+    let (resolve_tx, mut resolve_requests) = tokio::sync::mpsc::channel(start.relays.len().max(1));
+    let mut resolving: HashMap<usize, Vec<ResolveRequest>> = HashMap::new();
     let options = RelayOptions {
         extra_roots: start.extra_roots.clone(),
+        resolver: Resolver::Delegated(resolve_tx),
         ..RelayOptions::default()
     };
     let (pool, mut events) = RelayPool::start(start.relays.clone(), vec![filter], options);
@@ -213,8 +220,29 @@ where
                     }
                 }
             }
+            Some(request) = resolve_requests.recv() => {
+                // One question per relay at a time; the answer goes to every
+                // task waiting for that relay.
+                let relay = request.relay;
+                let waiting = resolving.entry(relay).or_default();
+                waiting.push(request);
+                if waiting.len() == 1 {
+                    if let Err(e) = ipc::write_message(&mut to_monitor, &WorkerMessage::Resolve { relay }).await {
+                        break Err(e);
+                    }
+                }
+            }
             cmd = commands.recv() => {
                 match cmd {
+                    Some(Ok(MonitorMessage::Resolved { relay, addresses, error })) => {
+                        let result = match error {
+                            Some(e) => Err(printable(&e, 256)),
+                            None => Ok(addresses),
+                        };
+                        for waiting in resolving.remove(&relay).unwrap_or_default() {
+                            let _ = waiting.reply.send(result.clone());
+                        }
+                    }
                     None | Some(Err(IpcError::Closed)) => break Ok(()),
                     Some(Err(e)) => break Err(e),
                     Some(Ok(MonitorMessage::Publish { event })) => match parse_own(&event) {
@@ -241,6 +269,7 @@ fn message_name(m: &MonitorMessage) -> &'static str {
         MonitorMessage::Start(_) => "start",
         MonitorMessage::Publish { .. } => "publish",
         MonitorMessage::Auth { .. } => "auth",
+        MonitorMessage::Resolved { .. } => "resolved",
     }
 }
 

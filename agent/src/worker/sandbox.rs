@@ -8,43 +8,22 @@
 //! * no core dumps (`RLIMIT_CORE` 0) and not dumpable (`PR_SET_DUMPABLE` 0),
 //!   so no other process of the same user can read its memory;
 //! * `no_new_privs`;
-//! * Landlock: every filesystem access right the kernel knows is handled,
-//!   and only reading (files and directories, never executing) is granted,
-//!   beneath the few paths name resolution needs ([`READ_ONLY_PATHS`]); TCP
-//!   `connect` only to the relay ports and 53, `bind` nowhere; signals and
+//! * Landlock: every filesystem access right the kernel knows is handled
+//!   and none is granted (the worker opens no file: the monitor resolves
+//!   relay host names for it and the TLS roots are compiled in); TCP
+//!   `connect` only to the relay ports, `bind` nowhere; signals and
 //!   abstract unix sockets scoped to the sandbox (ABI 6 and later).
 //!
 //! Best effort across kernels, as the landlock crate intends, with one
 //! exception: a ruleset that is `NotEnforced` is refused unless the operator
-//! passed `--allow-unsandboxed`. TLS roots are compiled in (webpki-roots),
-//! so no certificate file is needed.
+//! passed `--allow-unsandboxed`.
 
 use std::fmt;
-use std::path::Path;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, BitFlags, NetPort, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    Scope, ABI,
 };
-
-/// Files and directories the worker may read: name resolution (resolver
-/// configuration and the NSS modules it loads) and the shared libraries.
-/// Paths that do not exist on this system are skipped.
-pub const READ_ONLY_PATHS: &[&str] = &[
-    "/etc/resolv.conf",
-    "/etc/hosts",
-    "/etc/nsswitch.conf",
-    "/etc/gai.conf",
-    "/etc/host.conf",
-    "/etc/ld.so.cache",
-    "/lib",
-    "/lib64",
-    "/usr/lib",
-    "/usr/lib64",
-];
-
-/// TCP port of DNS, allowed for resolvers that fall back to TCP.
-pub const DNS_PORT: u16 = 53;
 
 /// The Landlock ABI this code is written for; older kernels get what they
 /// support.
@@ -59,8 +38,6 @@ pub struct SandboxReport {
     pub landlock: Enforcement,
     /// Whether `no_new_privs` is set.
     pub no_new_privs: bool,
-    /// Paths readable beneath (those that exist).
-    pub read_only: Vec<String>,
     /// TCP ports `connect` may reach.
     pub tcp_connect: Vec<u16>,
 }
@@ -69,10 +46,9 @@ impl fmt::Display for SandboxReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "landlock {} (ABI target {}): read-only {}; TCP connect to ports {:?} only; no bind; signals and abstract sockets scoped; no_new_privs {}; no core dumps",
+            "landlock {} (ABI target {}): no file access; TCP connect to ports {:?} only; no bind; signals and abstract sockets scoped; no_new_privs {}; no core dumps",
             self.landlock.as_str(),
             TARGET_ABI as i32,
-            self.read_only.join(", "),
             self.tcp_connect,
             self.no_new_privs
         )
@@ -147,18 +123,11 @@ pub fn confine_worker(
     allow_unsandboxed: bool,
 ) -> Result<SandboxReport, SandboxError> {
     harden_process()?;
-    let read_only: Vec<String> = READ_ONLY_PATHS
-        .iter()
-        .filter(|p| Path::new(p).exists())
-        .map(|p| (*p).to_owned())
-        .collect();
     let mut tcp_connect: Vec<u16> = relay_ports.to_vec();
-    tcp_connect.push(DNS_PORT);
     tcp_connect.sort_unstable();
     tcp_connect.dedup();
 
     let landlock = |e: landlock::RulesetError| SandboxError::Landlock(e.to_string());
-    let read: BitFlags<AccessFs> = AccessFs::ReadFile | AccessFs::ReadDir;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(TARGET_ABI))
         .map_err(landlock)?
@@ -167,8 +136,6 @@ pub fn confine_worker(
         .scope(Scope::from_all(TARGET_ABI))
         .map_err(landlock)?
         .create()
-        .map_err(landlock)?
-        .add_rules(path_beneath_rules(&read_only, read))
         .map_err(landlock)?
         .add_rules(tcp_connect.iter().map(|&port| {
             Ok::<_, landlock::RulesetError>(NetPort::new(port, AccessNet::ConnectTcp))
@@ -184,7 +151,6 @@ pub fn confine_worker(
             RulesetStatus::NotEnforced => Enforcement::None,
         },
         no_new_privs: status.no_new_privs,
-        read_only,
         tcp_connect,
     };
     if report.landlock == Enforcement::None && !allow_unsandboxed {
