@@ -141,28 +141,11 @@ fn run(path: &std::path::Path, dry_run: bool, allow_unsandboxed: bool, verbose: 
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let options = qube_agent::monitor::RunOptions {
         dry_run,
         worker: qube_agent::monitor::WorkerMode::Process { program, args },
     };
-    match runtime.block_on(qube_agent::monitor::run(config, options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    qube_agent::monitor::run_process(config, options)
 }
 
 /// `check-config`: exit 0 with the normalized config on stdout, or exit 1

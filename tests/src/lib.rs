@@ -1,12 +1,15 @@
 //! Shared harness for the end-to-end tests in `tests/tests/`: real relays on
-//! loopback (nostr-relay-builder's `LocalRelay`), a hostile relay that sends
-//! garbage, a port where nothing listens, and key and directive fixtures.
+//! loopback (nostr-relay-builder's `LocalRelay`), hostile relays (one that
+//! sends garbage, and [`raw_relay`]s that misbehave below the websocket
+//! layer), a port where nothing listens, and key and directive fixtures.
 
 #![forbid(unsafe_code)]
 // Test harness: a panic is how a broken fixture shows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,7 +27,8 @@ use qube_agent::monitor::{self, RunOptions};
 use qube_agent::relay::{RelayEvent, RelayOptions, RelayTarget};
 use qube_agent::Filter;
 use qube_agent::{Event, Keys, UnsignedEvent};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -191,6 +195,243 @@ pub async fn garbage_relay(frames: Vec<Message>) -> String {
         }
     });
     url
+}
+
+/// What a [`raw_relay`] does with each connection. Built on a bare
+/// `TcpListener`, with the websocket handshake and frames written by hand,
+/// for misbehaviour that tungstenite's server cannot express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawBehaviour {
+    /// Accepts TCP, reads the client's handshake and never answers it; the
+    /// connection stays open until the client gives up.
+    NoHandshake,
+    /// Completes the handshake, then sends a text frame announcing 60,000
+    /// bytes (under the agent's message cap) at one byte per second, so
+    /// the frame never ends; it reads and ignores what the client sends.
+    Slowloris,
+    /// Answers every `REQ` with a text frame that is not UTF-8: a stray
+    /// 0xff, an overlong `/` (0xc0 0xaf) and an encoded surrogate
+    /// (0xed 0xa0 0x80), the last two accepted by lenient decoders.
+    InvalidUtf8,
+    /// Answers every `REQ` with a `NOTICE` and never with `EOSE`; the
+    /// connection stays up and pings are answered.
+    NoEose,
+    /// Closes the connection after every `REQ`: with a close frame on even
+    /// connections, by dropping the TCP connection (no close frame) on odd
+    /// ones.
+    CloseAfterReq,
+}
+
+/// A running [`raw_relay`]: its URL and what it saw, so a test can show its
+/// misbehaviour was met.
+#[derive(Debug, Clone)]
+pub struct RawRelay {
+    /// `ws://127.0.0.1:PORT`.
+    pub url: String,
+    connections: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
+    reqs: Arc<AtomicUsize>,
+}
+
+impl RawRelay {
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Websocket handshakes answered so far.
+    pub fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+
+    /// `REQ` messages received so far.
+    pub fn reqs(&self) -> usize {
+        self.reqs.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts a hostile relay on loopback that behaves as `behaviour` says on
+/// every connection, until the test ends.
+pub async fn raw_relay(behaviour: RawBehaviour) -> RawRelay {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = RawRelay {
+        url: format!("ws://{}", listener.local_addr().unwrap()),
+        connections: Arc::default(),
+        handshakes: Arc::default(),
+        reqs: Arc::default(),
+    };
+    let seen = relay.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let n = seen.connections.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // The client hanging up ends the connection; nothing to report.
+                let _ = raw_connection(tcp, behaviour, n, &seen).await;
+            });
+        }
+    });
+    relay
+}
+
+/// One connection of a [`raw_relay`]; `n` counts connections from 0.
+async fn raw_connection(
+    mut tcp: TcpStream,
+    behaviour: RawBehaviour,
+    n: usize,
+    seen: &RawRelay,
+) -> std::io::Result<()> {
+    if behaviour == RawBehaviour::NoHandshake {
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        return Ok(());
+    }
+    let key = read_handshake(&mut tcp).await?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    tcp.write_all(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    seen.handshakes.fetch_add(1, Ordering::SeqCst);
+    if behaviour == RawBehaviour::Slowloris {
+        let (mut read, mut write) = tcp.into_split();
+        tokio::spawn(async move {
+            let mut sink = [0u8; 1024];
+            while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+        let len: u16 = 60_000;
+        let mut frame = vec![0x81, 126];
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(br#"["NOTICE",""#);
+        frame.resize(4 + usize::from(len), b'z');
+        for byte in frame {
+            write.write_all(&[byte]).await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        return Ok(());
+    }
+    loop {
+        let (opcode, payload) = read_client_frame(&mut tcp).await?;
+        match opcode {
+            OP_CLOSE => return Ok(()),
+            OP_PING => write_server_frame(&mut tcp, OP_PONG, &payload).await?,
+            OP_TEXT if is_req(&payload) => {
+                seen.reqs.fetch_add(1, Ordering::SeqCst);
+                match behaviour {
+                    RawBehaviour::InvalidUtf8 => {
+                        write_server_frame(
+                            &mut tcp,
+                            OP_TEXT,
+                            b"[\"NOTICE\",\"\xff \xc0\xaf \xed\xa0\x80\"]",
+                        )
+                        .await?;
+                    }
+                    RawBehaviour::NoEose => {
+                        write_server_frame(
+                            &mut tcp,
+                            OP_TEXT,
+                            br#"["NOTICE","stored events follow, some day"]"#,
+                        )
+                        .await?;
+                    }
+                    RawBehaviour::CloseAfterReq => {
+                        if n % 2 == 0 {
+                            // Status 1000, normal closure.
+                            write_server_frame(&mut tcp, OP_CLOSE, &[0x03, 0xe8]).await?;
+                        }
+                        return Ok(());
+                    }
+                    RawBehaviour::NoHandshake | RawBehaviour::Slowloris => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+const OP_TEXT: u8 = 0x1;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xa;
+
+/// Whether a client's text message is a NIP-01 `REQ`.
+fn is_req(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get(0).and_then(|t| t.as_str()).map(|t| t == "REQ"))
+        .unwrap_or(false)
+}
+
+/// Reads a client's HTTP upgrade request; returns its `Sec-WebSocket-Key`.
+async fn read_handshake(tcp: &mut TcpStream) -> std::io::Result<String> {
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        if request.len() > 16 * 1024 {
+            return Err(bad("handshake too long"));
+        }
+        tcp.read_exact(&mut byte).await?;
+        request.extend_from_slice(&byte);
+    }
+    let request = String::from_utf8(request).map_err(|_| bad("handshake not UTF-8"))?;
+    request
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
+        .map(|(_, key)| key.trim().to_owned())
+        .ok_or_else(|| bad("no Sec-WebSocket-Key"))
+}
+
+/// Reads one (masked) client frame: its opcode and unmasked payload.
+async fn read_client_frame(tcp: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    tcp.read_exact(&mut head).await?;
+    let [first, second] = head;
+    let len = match second & 0x7f {
+        126 => u64::from(tcp.read_u16().await?),
+        127 => tcp.read_u64().await?,
+        n => u64::from(n),
+    };
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= 1 << 20)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too long"))?;
+    let mut mask = [0u8; 4];
+    if second & 0x80 != 0 {
+        tcp.read_exact(&mut mask).await?;
+    }
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await?;
+    for (byte, m) in payload.iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= m;
+    }
+    Ok((first & 0x0f, payload))
+}
+
+/// Writes one unmasked, final server frame.
+async fn write_server_frame(
+    tcp: &mut TcpStream,
+    opcode: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut frame = vec![0x80 | opcode];
+    match (u8::try_from(payload.len()), u16::try_from(payload.len())) {
+        (Ok(n), _) if n < 126 => frame.push(n),
+        (_, Ok(n)) => {
+            frame.push(126);
+            frame.extend_from_slice(&n.to_be_bytes());
+        }
+        _ => {
+            frame.push(127);
+            frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    tcp.write_all(&frame).await
 }
 
 /// Fast timings for tests.

@@ -250,6 +250,36 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     monitor.serve().await
 }
 
+/// Runs the agent as the `qube-agent run` process does, after it parsed
+/// its command line and loaded the config: [`run`] on a multi-thread tokio
+/// runtime of two threads until SIGINT or SIGTERM, then returns the exit
+/// status `run` documents: 0 after a signal, 1 with `error: ...` on stderr
+/// when the runtime cannot start or [`run`] fails. The binary and the tests
+/// that need the monitor as a process of its own (with a fake worker) share
+/// it, so they stop the same way.
+pub fn run_process(config: Config, options: RunOptions) -> std::process::ExitCode {
+    use std::io::Write;
+    use std::process::ExitCode;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The installed version: the higher of `current_version` in the config
 /// and the version recorded after the last successful upgrade.
 fn installed_version(

@@ -11,7 +11,14 @@
 //! `stall` (2,000 valid AUTH requests, then it never reads its stdin again,
 //! so the monitor's answers fill the pipe), `fork PIDFILE` (leads its own
 //! session as the real worker does, starts `/bin/sleep`, writes the sleeper's
-//! pid to PIDFILE, waits 1 s, then sends an unknown message type).
+//! pid to PIDFILE, waits 1 s, then sends an unknown message type),
+//! `stall-pipe PIDFILE` (leads its own session, starts `/bin/sleep` in its
+//! process group, writes its own pid, which is its process group id, to
+//! PIDFILE, sends 400 valid AUTH requests and then a relay status
+//! "connected" for relay 0 as a marker, and never reads its stdin again:
+//! the monitor's 400 answers, about 400 bytes each, fill the 64 KiB pipe
+//! but not the monitor's 512-frame queue, so the monitor's writer is stuck
+//! on a frame until its write deadline).
 
 #![forbid(unsafe_code)]
 // A test fixture: a broken fixture may panic.
@@ -33,10 +40,22 @@ async fn send_unknown_message(stdout: &mut tokio::io::Stdout) {
     stdout.flush().await.unwrap();
 }
 
+/// Starts `/bin/sleep 1000` in this process's group; returns its pid.
+fn start_sleeper() -> u32 {
+    // Never waited for on purpose: the monitor must end it with the
+    // worker's process group.
+    #[allow(clippy::zombie_processes)]
+    let sleeper = std::process::Command::new("/bin/sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    sleeper.id()
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
-    if mode == "fork" {
+    if mode == "fork" || mode == "stall-pipe" {
         qube_agent::worker::sandbox::detach_session().unwrap();
     }
     let mut stdin = tokio::io::stdin();
@@ -107,16 +126,32 @@ async fn main() {
             // Never read again: the monitor must not wait for us.
             std::future::pending::<()>().await;
         }
+        "stall-pipe" => {
+            let pidfile = std::env::args().nth(2).unwrap();
+            start_sleeper();
+            std::fs::write(pidfile, std::process::id().to_string()).unwrap();
+            for _ in 0..400 {
+                let msg = WorkerMessage::AuthRequest {
+                    relay: 0,
+                    challenge: "c".into(),
+                };
+                ipc::write_message(&mut stdout, &msg).await.unwrap();
+            }
+            // The monitor handles frames in order: once it records this
+            // in runtime.json, it has queued all 400 answers.
+            let marker = WorkerMessage::RelayStatus {
+                relay: 0,
+                connected: true,
+                detail: "flood sent".into(),
+            };
+            ipc::write_message(&mut stdout, &marker).await.unwrap();
+            // Never read again: the monitor must not wait for us.
+            std::future::pending::<()>().await;
+        }
         "fork" => {
             let pidfile = std::env::args().nth(2).unwrap();
-            // Never waited for on purpose: the monitor must end it with
-            // the worker's process group.
-            #[allow(clippy::zombie_processes)]
-            let sleeper = std::process::Command::new("/bin/sleep")
-                .arg("1000")
-                .spawn()
-                .unwrap();
-            std::fs::write(pidfile, sleeper.id().to_string()).unwrap();
+            let sleeper = start_sleeper();
+            std::fs::write(pidfile, sleeper.to_string()).unwrap();
             // Long enough for the test to see the child alive.
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             send_unknown_message(&mut stdout).await;
