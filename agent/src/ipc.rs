@@ -79,6 +79,9 @@ pub enum WorkerMessage {
         connected: bool,
         /// Why, in words (bounded).
         detail: String,
+        /// When disconnected: milliseconds until the next attempt.
+        #[serde(default)]
+        retry_in_ms: Option<u64>,
     },
     /// The worker is about to connect to a relay whose host is a name: the
     /// monitor resolves it and answers with [`MonitorMessage::Resolved`]

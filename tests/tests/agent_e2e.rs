@@ -98,10 +98,25 @@ async fn two_of_three_through_two_relays_runs_once_and_acknowledges() {
         qubestr_check(ack.kind, &tags, &ack.content).unwrap();
     }
 
-    // status shows the worker ran sandboxed as its own process.
-    let report =
+    // status shows the worker ran sandboxed as its own process, and both
+    // relays (which demand NIP-42 for writes) accepted the node's AUTH.
+    let report = || {
         qube_agent::report::status(std::path::Path::new("config.toml"), &config, &[], now())
-            .unwrap();
+            .unwrap()
+    };
+    let authenticated = wait_until(Duration::from_secs(5), || {
+        report().runtime.is_some_and(|r| {
+            r.relays
+                .iter()
+                .all(|relay| relay.state.as_deref() == Some("authenticated"))
+        })
+    })
+    .await;
+    let report = report();
+    assert!(authenticated, "{:?}", report.runtime);
+    assert!(report
+        .to_string()
+        .contains("connected, authenticated since"));
     let runtime = report.runtime.expect("no runtime.json");
     assert_eq!(runtime.worker_restarts, Some(0));
     assert!(
@@ -170,6 +185,18 @@ async fn status_shows_each_relay_its_state_and_what_it_sent() {
         "{text}"
     );
     assert!(text.contains(&format!("{dead} DOWN since")), "{text}");
+    assert!(text.contains(", next attempt at "), "{text}");
+    let runtime = report.runtime.as_ref().unwrap();
+    assert_eq!(runtime.deciding, Some(true), "{runtime:?}");
+    assert_eq!(relays[0].state.as_deref(), Some("connected"));
+    assert_eq!(relays[1].state.as_deref(), Some("backing_off"));
+    // The next attempt is in the future of when it was recorded, within
+    // the relay backoff's 60 s.
+    let retry_at = relays[1].retry_at.unwrap();
+    assert!(
+        retry_at >= relays[1].since.unwrap() && retry_at <= now() + 60,
+        "{retry_at}"
+    );
     assert!(node.runs().is_empty());
     agent.abort();
 }

@@ -20,7 +20,7 @@ pub(crate) mod requests;
 mod resolve;
 mod spawn;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tracing::{debug, error, info, warn};
@@ -66,6 +66,20 @@ pub struct RunOptions {
     pub worker: WorkerMode,
 }
 
+/// Where a relay connection is, as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RelayState {
+    /// Not connected yet (the worker is connecting).
+    Connecting,
+    /// Connected and subscribed.
+    Connected,
+    /// Connected, and the relay accepted our NIP-42 AUTH.
+    Authenticated,
+    /// Disconnected; the next attempt is at `retry_at`.
+    BackingOff,
+}
+
 /// One relay as `runtime.json` records it for `status`.
 #[derive(Debug, Clone, serde::Serialize)]
 struct RelayRuntime {
@@ -73,6 +87,10 @@ struct RelayRuntime {
     url: String,
     /// Connected now.
     connected: bool,
+    /// The connection's state.
+    state: RelayState,
+    /// When backing off: the next attempt, unix seconds.
+    retry_at: Option<u64>,
     /// Since when connected or disconnected, unix seconds; `None` before
     /// the first report.
     since: Option<u64>,
@@ -150,6 +168,9 @@ struct Monitor {
     restarts: u32,
     /// The current worker's host name lookups.
     resolutions: Resolutions,
+    /// Ids of the NIP-42 AUTH events signed for the current worker, with
+    /// their relay: an `OK true` for one marks the relay authenticated.
+    auth_sent: HashMap<[u8; 32], usize>,
     /// Whether decisions may run: the current worker delivered the relays'
     /// stored directives, or [`SYNC_FALLBACK`] passed. Until then nothing
     /// runs, so that what runs does not depend on the order in which stored
@@ -245,6 +266,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         sandbox: None,
         restarts: 0,
         resolutions: Resolutions::new().0,
+        auth_sent: HashMap::new(),
     };
     monitor.acknowledge_interrupted()?;
     monitor.serve().await
@@ -299,6 +321,8 @@ impl Monitor {
             .map(|r| RelayRuntime {
                 url: r.as_str().to_owned(),
                 connected: false,
+                state: RelayState::Connecting,
+                retry_at: None,
                 since: None,
                 last_error: None,
                 counters: RelayCounters::default(),
@@ -347,6 +371,7 @@ impl Monitor {
             self.relays = self.fresh_relays();
             let (resolutions, mut resolved) = Resolutions::new();
             self.resolutions = resolutions;
+            self.auth_sent.clear();
             let sync_fallback = tokio::time::Instant::now() + SYNC_FALLBACK;
             self.flush_outbox(&to_worker, true);
             let ended = loop {
@@ -355,6 +380,7 @@ impl Monitor {
                     () = tokio::time::sleep_until(sync_fallback), if !self.deciding => {
                         warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
                         self.deciding = true;
+                        self.write_runtime();
                         self.evaluate(&mut to_worker).await?;
                     }
                     () = &mut shutdown => {
@@ -422,6 +448,7 @@ impl Monitor {
             "updated_at": crate::now(),
             "worker_restarts": self.restarts,
             "worker_sandbox": self.sandbox,
+            "deciding": self.deciding,
             "relays": self.relays,
         });
         if let Err(e) = self
@@ -499,6 +526,12 @@ impl Monitor {
                     })
                     .map_err(|e| HandleError::Fatal(MonitorError::Sign(e)))?;
                 debug!("answering {url}'s NIP-42 challenge");
+                // Bounded: a relay that never answers its AUTH events must
+                // not grow this.
+                if self.auth_sent.len() >= 64 {
+                    self.auth_sent.clear();
+                }
+                self.auth_sent.insert(auth.id, relay);
                 let msg = MonitorMessage::Auth {
                     relay,
                     event: auth.to_json(),
@@ -516,7 +549,20 @@ impl Monitor {
             } => {
                 let url = self.relay_url(relay);
                 let id = hex::encode(event_id);
-                if accepted {
+                if self.auth_sent.get(&event_id) == Some(&relay) {
+                    self.auth_sent.remove(&event_id);
+                    if accepted {
+                        debug!("{url} accepted our NIP-42 AUTH");
+                        if let Some(r) = self.relays.get_mut(relay) {
+                            if r.connected && r.state != RelayState::Authenticated {
+                                r.state = RelayState::Authenticated;
+                                self.write_runtime();
+                            }
+                        }
+                    } else {
+                        warn!("{url} refused our NIP-42 AUTH: {}", escape(&message, 512));
+                    }
+                } else if accepted {
                     if self
                         .outbox
                         .remove(&event_id)
@@ -552,6 +598,7 @@ impl Monitor {
                 if !self.deciding {
                     info!("{relays_synced} relays synced; deciding");
                     self.deciding = true;
+                    self.write_runtime();
                     self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
                 }
             }
@@ -559,6 +606,7 @@ impl Monitor {
                 relay,
                 connected,
                 detail,
+                retry_in_ms,
             } => {
                 let url = self.relay_url(relay);
                 let now = crate::now();
@@ -569,6 +617,15 @@ impl Monitor {
                         changed = true;
                     }
                     r.connected = connected;
+                    let (state, retry_at) = if connected {
+                        (RelayState::Connected, None)
+                    } else {
+                        let secs = retry_in_ms.unwrap_or(0).div_ceil(1000);
+                        (RelayState::BackingOff, Some(now.saturating_add(secs)))
+                    };
+                    changed |= r.state != state || r.retry_at != retry_at;
+                    r.state = state;
+                    r.retry_at = retry_at;
                     if !connected {
                         let error = Some(escape(&detail, 256));
                         changed |= r.last_error != error;

@@ -49,6 +49,11 @@ pub(crate) enum Phase {
     Synced,
 }
 
+/// Longest relay retry delay a worker may report, milliseconds (its relay
+/// backoff stops at 60 s; one hour leaves room without letting `status`
+/// show a date years away).
+pub(crate) const MAX_RETRY_IN_MS: u64 = 3_600_000;
+
 /// What the monitor checks a worker message against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Permits<'a> {
@@ -125,6 +130,9 @@ pub(crate) enum Request {
         connected: bool,
         /// Why (untrusted text).
         detail: String,
+        /// When disconnected: milliseconds until the next attempt, at most
+        /// [`MAX_RETRY_IN_MS`].
+        retry_in_ms: Option<u64>,
     },
     /// Resolve the host name of this configured relay.
     Resolve {
@@ -219,11 +227,18 @@ pub(crate) fn check(msg: WorkerMessage, permits: &Permits<'_>) -> Result<Request
             relay,
             connected,
             detail,
-        } => Ok(Request::RelayStatus {
-            relay: relay_index(relay)?,
-            connected,
-            detail,
-        }),
+            retry_in_ms,
+        } => {
+            if retry_in_ms.is_some_and(|ms| ms > MAX_RETRY_IN_MS) {
+                return Err(Violation("relay retry delay out of bounds".into()));
+            }
+            Ok(Request::RelayStatus {
+                relay: relay_index(relay)?,
+                connected,
+                detail,
+                retry_in_ms,
+            })
+        }
         WorkerMessage::Resolve { relay } => Ok(Request::Resolve {
             relay: relay_index(relay)?,
         }),
@@ -399,6 +414,7 @@ mod tests {
                 relay: 1,
                 connected: false,
                 detail: "closed".into(),
+                retry_in_ms: Some(1500),
             },
             WorkerMessage::RelayStats {
                 relay: 0,
@@ -488,10 +504,13 @@ mod tests {
                         (
                             WorkerMessage::RelayStatus { .. },
                             Request::RelayStatus {
-                                relay, connected, ..
+                                relay,
+                                connected,
+                                retry_in_ms,
+                                ..
                             },
                         ) => {
-                            assert_eq!((*relay, *connected), (1, false));
+                            assert_eq!((*relay, *connected, *retry_in_ms), (1, false, Some(1500)));
                         }
                         (
                             WorkerMessage::RelayStats { .. },
@@ -715,12 +734,29 @@ mod tests {
                     relay,
                     connected: true,
                     detail: String::new(),
+                    retry_in_ms: None,
                 },
                 Phase::Sandboxed,
             )
         };
         assert!(status(1).is_ok());
         assert_eq!(status(2).unwrap_err().0, "relay index 2 out of range");
+        let retry = |ms| {
+            run(
+                WorkerMessage::RelayStatus {
+                    relay: 0,
+                    connected: false,
+                    detail: String::new(),
+                    retry_in_ms: Some(ms),
+                },
+                Phase::Synced,
+            )
+        };
+        assert!(retry(MAX_RETRY_IN_MS).is_ok());
+        assert_eq!(
+            retry(MAX_RETRY_IN_MS + 1).unwrap_err().0,
+            "relay retry delay out of bounds"
+        );
     }
 
     #[test]

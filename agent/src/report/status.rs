@@ -192,6 +192,9 @@ pub struct RuntimeView {
     /// `full`, `partial`, `none` or `in-process`; `null` before the worker
     /// reported.
     pub worker_sandbox: Option<String>,
+    /// Whether decisions run: the worker delivered the relays' stored
+    /// directives (or the sync deadline passed); `null` when not recorded.
+    pub deciding: Option<bool>,
     /// Each relay as the running agent's worker last reported it, in config
     /// order; empty before the worker reported.
     pub relays: Vec<RelayRuntimeView>,
@@ -204,6 +207,11 @@ pub struct RelayRuntimeView {
     pub url: String,
     /// Connected when recorded.
     pub connected: bool,
+    /// `connecting`, `connected`, `authenticated` (NIP-42 AUTH accepted) or
+    /// `backing_off`; `null` when not recorded.
+    pub state: Option<String>,
+    /// When backing off: the next attempt, unix seconds.
+    pub retry_at: Option<u64>,
     /// Since when connected or disconnected, unix seconds.
     pub since: Option<u64>,
     /// Why it last disconnected (escaped).
@@ -223,6 +231,7 @@ fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
         pid: v.get("pid").and_then(serde_json::Value::as_u64),
         updated_at: v.get("updated_at").and_then(serde_json::Value::as_u64),
         worker_restarts: v.get("worker_restarts").and_then(serde_json::Value::as_u64),
+        deciding: v.get("deciding").and_then(serde_json::Value::as_bool),
         worker_sandbox: v
             .get("worker_sandbox")
             .and_then(serde_json::Value::as_str)
@@ -240,6 +249,11 @@ fn relay_runtime_view(v: &serde_json::Value) -> Option<RelayRuntimeView> {
     Some(RelayRuntimeView {
         url: crate::core::text::printable(v.get("url")?.as_str()?, 256),
         connected: v.get("connected")?.as_bool()?,
+        state: v
+            .get("state")
+            .and_then(serde_json::Value::as_str)
+            .map(|s| crate::core::text::printable(s, 16)),
+        retry_at: v.get("retry_at").and_then(serde_json::Value::as_u64),
         since: v.get("since").and_then(serde_json::Value::as_u64),
         last_error: v
             .get("last_error")
@@ -513,9 +527,14 @@ impl fmt::Display for StatusReport {
         match &self.runtime {
             Some(r) => writeln!(
                 f,
-                "worker:      sandbox {}, {} restart(s) (agent pid {}, recorded {})",
+                "worker:      sandbox {}, {} restart(s), {} (agent pid {}, recorded {})",
                 r.worker_sandbox.as_deref().unwrap_or("not reported yet"),
                 r.worker_restarts.unwrap_or(0),
+                match r.deciding {
+                    Some(true) => "deciding",
+                    Some(false) => "waiting for the relays' stored directives",
+                    None => "decisions unknown",
+                },
                 r.pid.map_or("?".to_owned(), |p| p.to_string()),
                 r.updated_at.map_or("?".to_owned(), |t| t.to_string()),
             )?,
@@ -532,12 +551,22 @@ impl fmt::Display for StatusReport {
                 .since
                 .map_or_else(String::new, |t| format!(" since {}", utc_iso8601(t)));
             let c = &r.counters;
+            let state = match (r.state.as_deref(), r.connected) {
+                (Some("authenticated"), true) => "connected, authenticated".to_owned(),
+                (Some("connecting"), false) => "connecting".to_owned(),
+                (_, true) => "connected".to_owned(),
+                (_, false) => "DOWN".to_owned(),
+            };
+            let retry = match (r.retry_at, r.connected) {
+                (Some(at), false) => format!(", next attempt at {}", utc_iso8601(at)),
+                _ => String::new(),
+            };
             write!(
                 f,
-                "{label:<12} {} {}{since}; {} frames, {} delivered, {} dropped before a signature check, {} invalid",
+                "{label:<12} {} {state}{since}{retry}; {} frames ({} bytes), {} delivered, {} dropped before a signature check, {} invalid",
                 r.url,
-                if r.connected { "connected" } else { "DOWN" },
                 c.frames,
+                c.bytes,
                 c.delivered,
                 c.outside_filter + c.duplicate,
                 c.invalid,

@@ -364,6 +364,7 @@ impl Filtering {
                     relay,
                     connected: true,
                     detail: "connected".into(),
+                    retry_in_ms: None,
                 })
             }
             RelayEvent::Disconnected {
@@ -392,6 +393,7 @@ impl Filtering {
                     relay,
                     connected: false,
                     detail: reason,
+                    retry_in_ms: Some(u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX)),
                 })
             }
             RelayEvent::EndOfStored { relay } => {

@@ -143,6 +143,7 @@ async fn main() {
                 relay: 0,
                 connected: true,
                 detail: "flood sent".into(),
+                retry_in_ms: None,
             };
             ipc::write_message(&mut stdout, &marker).await.unwrap();
             // Never read again: the monitor must not wait for us.
