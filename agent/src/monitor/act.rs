@@ -1,13 +1,14 @@
 //! Acting on a decision (`docs/PROTOCOL.md` section 12): decide, make
-//! the `started` record durable, run the hook, journal the outcome, sign the
-//! acknowledgement, hand it to the outbox. Also the acks for runs a crash
+//! the `started` record durable, start the hook on its own task, and when
+//! it finishes journal the outcome, sign the acknowledgement and hand it to
+//! the outbox. Also the acks for runs a crash
 //! interrupted, and the outbox flush.
 
 use tracing::{error, info, warn};
 
 use super::exec::{self, ExecEnv};
 use super::spawn::ToWorker;
-use super::{Monitor, MonitorError};
+use super::{Monitor, MonitorError, Running};
 use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
 use crate::core::quorum::Decision;
@@ -15,8 +16,11 @@ use crate::ipc::MonitorMessage;
 use crate::state::journal::{Entry, Journal};
 
 impl Monitor {
-    pub(super) async fn evaluate(&mut self, to_worker: &mut ToWorker) -> Result<(), MonitorError> {
-        if !self.deciding {
+    /// Decides, and starts the winning proposal's hook when nothing runs
+    /// yet (one action at a time: a later decision waits for the running
+    /// one to finish, then is taken again).
+    pub(super) fn evaluate(&mut self) -> Result<(), MonitorError> {
+        if !self.deciding || self.running.is_some() {
             return Ok(());
         }
         let now = crate::now();
@@ -52,19 +56,16 @@ impl Monitor {
                     }
                     return Ok(());
                 }
-                self.act(proposal, directives, to_worker).await
+                self.act(proposal, directives)
             }
         }
     }
 
-    /// Runs the hook for a proposal exactly once: the `started` record is
-    /// durable before the hook starts.
-    async fn act(
-        &mut self,
-        proposal: Proposal,
-        directives: Vec<Directive>,
-        to_worker: &mut ToWorker,
-    ) -> Result<(), MonitorError> {
+    /// Starts the hook for a proposal, exactly once: the `started` record
+    /// is durable before the hook starts. The hook runs on its own task
+    /// while the monitor goes on serving; its outcome comes back through
+    /// the `finished` channel to [`Monitor::finish`].
+    fn act(&mut self, proposal: Proposal, directives: Vec<Directive>) -> Result<(), MonitorError> {
         let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
         info!(
             "quorum of {} reached for {proposal}; running the {} hook",
@@ -80,17 +81,53 @@ impl Monitor {
             Action::Upgrade => self.config.upgrade(),
             Action::Reboot => self.config.reboot(),
         };
-        let (status, error) = match hook {
-            Some(hook) => {
-                let env = ExecEnv::new(&proposal, &ids, &self.node_id);
-                let outcome = exec::execute(hook, &proposal, &env).await;
-                (outcome.status, outcome.error)
-            }
-            None => (
-                Status::Failure,
-                Some(format!("no [{}] hook configured", proposal.action.as_str())),
-            ),
+        let running = Running {
+            seq,
+            proposal,
+            directives,
         };
+        match hook {
+            Some(hook) => {
+                let env = ExecEnv::new(&running.proposal, &ids, &self.node_id);
+                let (hook, proposal, finished) = (
+                    hook.clone(),
+                    running.proposal.clone(),
+                    self.finished.clone(),
+                );
+                tokio::spawn(async move {
+                    let outcome = exec::execute(&hook, &proposal, &env).await;
+                    // The monitor holds the receiver for its whole life.
+                    let _ = finished.send(outcome).await;
+                });
+                self.running = Some(running);
+                self.write_runtime();
+                Ok(())
+            }
+            None => {
+                let error = format!("no [{}] hook configured", running.proposal.action.as_str());
+                self.running = Some(running);
+                self.finish(exec::Outcome {
+                    status: Status::Failure,
+                    error: Some(error),
+                    steps: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// The running hook finished: journal its outcome, record the installed
+    /// version after an upgrade, queue the acknowledgement. The caller
+    /// flushes the outbox and evaluates again.
+    pub(super) fn finish(&mut self, outcome: exec::Outcome) -> Result<(), MonitorError> {
+        let Some(Running {
+            seq,
+            proposal,
+            directives,
+        }) = self.running.take()
+        else {
+            return Ok(());
+        };
+        let (status, error) = (outcome.status, outcome.error);
         let action_at = crate::now();
         if let Some(journal) = self.journal.as_mut() {
             journal.append_outcome(seq, status, error.as_deref(), action_at)?;
@@ -109,7 +146,7 @@ impl Monitor {
         }
         let sources = Ack::sources(&directives);
         self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
-        self.flush_outbox(to_worker, true);
+        self.write_runtime();
         Ok(())
     }
 

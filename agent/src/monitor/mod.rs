@@ -100,6 +100,16 @@ struct RelayRuntime {
     counters: RelayCounters,
 }
 
+/// The action whose hook runs now (its `started` record is in the journal).
+#[derive(Debug)]
+struct Running {
+    /// The journal sequence number of its `started` record.
+    seq: u64,
+    proposal: Proposal,
+    /// The directives that made the quorum, for the acknowledgement.
+    directives: Vec<crate::core::directive::Directive>,
+}
+
 /// Why the agent stopped.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -168,6 +178,10 @@ struct Monitor {
     restarts: u32,
     /// The current worker's host name lookups.
     resolutions: Resolutions,
+    /// The action running now; `None` when no hook runs.
+    running: Option<Running>,
+    /// Where the running hook's task sends its outcome.
+    finished: tokio::sync::mpsc::Sender<exec::Outcome>,
     /// Ids of the NIP-42 AUTH events signed for the current worker, with
     /// their relay: an `OK true` for one marks the relay authenticated.
     auth_sent: HashMap<[u8; 32], usize>,
@@ -246,6 +260,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
             .map_or("unknown".into(), |v| v.to_string()),
         if options.dry_run { ", DRY RUN" } else { "" }
     );
+    let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(1);
     let mut monitor = Monitor {
         config,
         options,
@@ -267,9 +282,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         restarts: 0,
         resolutions: Resolutions::new().0,
         auth_sent: HashMap::new(),
+        running: None,
+        finished: finished_tx,
     };
     monitor.acknowledge_interrupted()?;
-    monitor.serve().await
+    monitor.serve(finished_rx).await
 }
 
 /// Runs the agent as the `qube-agent run` process does, after it parsed
@@ -341,7 +358,10 @@ impl Monitor {
         }
     }
 
-    async fn serve(&mut self) -> Result<(), MonitorError> {
+    async fn serve(
+        &mut self,
+        mut finished: tokio::sync::mpsc::Receiver<exec::Outcome>,
+    ) -> Result<(), MonitorError> {
         // Failures in a row: the restart backoff. A worker that stayed up
         // for HEALTHY_WORKER resets it; `self.restarts` counts them all.
         let mut failures: u32 = 0;
@@ -355,13 +375,13 @@ impl Monitor {
                     failures = failures.saturating_add(1);
                     self.restarts = self.restarts.saturating_add(1);
                     self.write_runtime();
-                    tokio::select! {
-                        () = tokio::time::sleep(restart_delay(failures)) => continue,
-                        () = &mut shutdown => {
-                            info!("shutting down");
-                            return Ok(());
-                        }
+                    if self
+                        .wait_for_restart(restart_delay(failures), &mut shutdown, &mut finished)
+                        .await?
+                    {
+                        return Ok(());
                     }
+                    continue;
                 }
             };
             let started = tokio::time::Instant::now();
@@ -381,16 +401,21 @@ impl Monitor {
                         warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
                         self.deciding = true;
                         self.write_runtime();
-                        self.evaluate(&mut to_worker).await?;
+                        self.evaluate()?;
                     }
                     () = &mut shutdown => {
-                        info!("shutting down");
                         worker.stop();
+                        self.drain(&mut finished).await?;
                         return Ok(());
                     }
                     () = tokio::time::sleep(wake) => {
-                        self.evaluate(&mut to_worker).await?;
+                        self.evaluate()?;
                         self.flush_outbox(&to_worker, false);
+                    }
+                    Some(outcome) = finished.recv() => {
+                        self.finish(outcome)?;
+                        self.flush_outbox(&to_worker, true);
+                        self.evaluate()?;
                     }
                     why = to_worker.failed() => break why,
                     Some(answer) = resolved.recv() => {
@@ -401,7 +426,7 @@ impl Monitor {
                         match msg {
                             None | Some(Err(IpcError::Closed)) => break "worker closed its channel".to_owned(),
                             Some(Err(e)) => break format!("worker sent a bad frame: {e}"),
-                            Some(Ok(msg)) => match self.handle(msg, &mut to_worker).await {
+                            Some(Ok(msg)) => match self.handle(msg, &mut to_worker) {
                                 Ok(()) => {}
                                 Err(HandleError::Violation(why)) => break why.to_string(),
                                 Err(HandleError::Fatal(e)) => {
@@ -426,15 +451,77 @@ impl Monitor {
                 self.restarts,
                 delay.as_secs()
             );
-            // SIGTERM is acted on while waiting, too.
+            if self
+                .wait_for_restart(delay, &mut shutdown, &mut finished)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits `delay` before the next worker while acting on a hook that
+    /// finishes and on SIGTERM. `true`: shut down now.
+    async fn wait_for_restart(
+        &mut self,
+        delay: Duration,
+        shutdown: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
+        finished: &mut tokio::sync::mpsc::Receiver<exec::Outcome>,
+    ) -> Result<bool, MonitorError> {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = &mut shutdown => {
-                    info!("shutting down");
-                    return Ok(());
+                () = tokio::time::sleep_until(until) => return Ok(false),
+                Some(outcome) = finished.recv() => self.finish(outcome)?,
+                () = &mut *shutdown => {
+                    self.drain(finished).await?;
+                    return Ok(true);
                 }
             }
         }
+    }
+
+    /// SIGTERM or SIGINT: take no new work; when a hook runs, let it finish
+    /// (each step is bounded by its `timeout_secs`) and journal its real
+    /// outcome, whose ack goes out at the next start. A second signal
+    /// abandons the hook: its step is killed and the next start
+    /// acknowledges it as interrupted.
+    async fn drain(
+        &mut self,
+        finished: &mut tokio::sync::mpsc::Receiver<exec::Outcome>,
+    ) -> Result<(), MonitorError> {
+        let Some(running) = &self.running else {
+            info!("shutting down");
+            return Ok(());
+        };
+        warn!(
+            "shutting down after the running {} hook for {} finishes (each step at most {} s); signal again to abandon it",
+            running.proposal.action.as_str(),
+            running.proposal,
+            self.hook_timeout_secs(running.proposal.action),
+        );
+        tokio::select! {
+            outcome = finished.recv() => {
+                if let Some(outcome) = outcome {
+                    self.finish(outcome)?;
+                }
+                info!("shutting down");
+            }
+            () = shutdown_signal() => {
+                warn!("second signal: abandoning the running hook; the next start acknowledges it as interrupted");
+            }
+        }
+        Ok(())
+    }
+
+    /// The step timeout of `action`'s hook, seconds (0 when none is
+    /// configured).
+    fn hook_timeout_secs(&self, action: crate::core::directive::Action) -> u64 {
+        let hook = match action {
+            crate::core::directive::Action::Upgrade => self.config.upgrade(),
+            crate::core::directive::Action::Reboot => self.config.reboot(),
+        };
+        hook.map_or(0, crate::config::Hook::timeout_secs)
     }
 
     /// Records what `status` shows about the running agent (worker
@@ -449,6 +536,7 @@ impl Monitor {
             "worker_restarts": self.restarts,
             "worker_sandbox": self.sandbox,
             "deciding": self.deciding,
+            "running": self.running.as_ref().map(|r| r.proposal.to_string()),
             "relays": self.relays,
         });
         if let Err(e) = self
@@ -473,11 +561,7 @@ impl Monitor {
 
     /// Carries out one worker message, after the request table
     /// ([`requests::check`]) permitted it.
-    async fn handle(
-        &mut self,
-        msg: WorkerMessage,
-        to_worker: &mut ToWorker,
-    ) -> Result<(), HandleError> {
+    fn handle(&mut self, msg: WorkerMessage, to_worker: &mut ToWorker) -> Result<(), HandleError> {
         let permits = Permits {
             phase: self.phase,
             relays: self.config.relays().len(),
@@ -499,7 +583,7 @@ impl Monitor {
                                 .save_directives(self.engine.directives())
                                 .map_err(|e| HandleError::Fatal(e.into()))?;
                         }
-                        self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
+                        self.evaluate().map_err(HandleError::Fatal)?;
                     }
                     Offer::Stale { .. } => debug!("directive {id} from {url} is not newer"),
                     // Unreachable while the engine and the request table
@@ -599,7 +683,7 @@ impl Monitor {
                     info!("{relays_synced} relays synced; deciding");
                     self.deciding = true;
                     self.write_runtime();
-                    self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
+                    self.evaluate().map_err(HandleError::Fatal)?;
                 }
             }
             Request::RelayStatus {

@@ -195,6 +195,8 @@ pub struct RuntimeView {
     /// Whether decisions run: the worker delivered the relays' stored
     /// directives (or the sync deadline passed); `null` when not recorded.
     pub deciding: Option<bool>,
+    /// The proposal whose hook runs now (escaped); `null` when none.
+    pub running: Option<String>,
     /// Each relay as the running agent's worker last reported it, in config
     /// order; empty before the worker reported.
     pub relays: Vec<RelayRuntimeView>,
@@ -232,6 +234,10 @@ fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
         updated_at: v.get("updated_at").and_then(serde_json::Value::as_u64),
         worker_restarts: v.get("worker_restarts").and_then(serde_json::Value::as_u64),
         deciding: v.get("deciding").and_then(serde_json::Value::as_bool),
+        running: v
+            .get("running")
+            .and_then(serde_json::Value::as_str)
+            .map(|s| crate::core::text::printable(s, 512)),
         worker_sandbox: v
             .get("worker_sandbox")
             .and_then(serde_json::Value::as_str)
@@ -539,6 +545,9 @@ impl fmt::Display for StatusReport {
                 r.updated_at.map_or("?".to_owned(), |t| t.to_string()),
             )?,
             None => writeln!(f, "worker:      unknown (the agent has not run)")?,
+        }
+        if let Some(running) = self.runtime.as_ref().and_then(|r| r.running.as_ref()) {
+            writeln!(f, "running:     {running} (hook running now)")?;
         }
         for (i, r) in self
             .runtime

@@ -1,0 +1,371 @@
+//! The execution lifecycle against the real `qube-agent run` binary (its
+//! worker sandboxed) and real relays with qubestr's rules
+//! (`docs/PROTOCOL.md` section 12): a hook runs on its own task, so the
+//! monitor keeps serving meanwhile; SIGTERM during a hook lets it finish
+//! and journals its real outcome.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use qube_agent::config::Config;
+use qube_agent::state::journal::{inspect, Entry};
+use qube_agent::{Event, Keys, Limits};
+use qube_e2e::*;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_qube-agent");
+
+/// `qube-agent run` as a process of its own; killed (by pid) when dropped
+/// if it is still running.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(node: &Node, config_toml: &str) -> Agent {
+        let config = node.dir.path().join("config.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let log = node.dir.path().join(format!("agent-{}.log", now_nanos()));
+        let child = Command::new(AGENT)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits up to `within` for the process to exit.
+    fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// The agent's status, as `qube-agent status` computes it.
+/// `None` before the agent created its state directory.
+fn status(config: &Config) -> Option<qube_agent::report::StatusReport> {
+    qube_agent::report::status(Path::new("config.toml"), config, &[], now()).ok()
+}
+
+/// Waits until the running agent decides (its worker delivered the relays'
+/// stored directives).
+async fn wait_deciding(config: &Config, agent: &Agent) {
+    let deciding = wait_until(Duration::from_secs(20), || {
+        status(config)
+            .and_then(|s| s.runtime)
+            .is_some_and(|r| r.deciding == Some(true))
+    })
+    .await;
+    assert!(deciding, "the agent never decided:\n{}", agent.log());
+}
+
+/// Lines of the file the test hooks write `start V` / `end V` to.
+fn steps(node: &Node) -> Vec<String> {
+    std::fs::read_to_string(node.dir.path().join("steps"))
+        .map(|s| s.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// A hook that logs its start and end, sleeping `secs` for v1.2.3 only.
+fn slow_hook(secs: u64) -> Node {
+    Node::with_hook(&format!(
+        "steps=\"$(dirname \"$0\")/steps\"\necho \"start $QUBE_VERSION\" >> \"$steps\"\nif [ \"$QUBE_VERSION\" = v1.2.3 ]; then sleep {secs}; fi\necho \"end $QUBE_VERSION\" >> \"$steps\""
+    ))
+}
+
+/// A relay that answers REQ with EOSE, sends a NIP-42 challenge `after`
+/// the connection opened, and reports each AUTH event it receives (with
+/// when it arrived).
+async fn late_challenger(
+    after: Duration,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, Event)>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let challenge_at = tokio::time::sleep(after);
+                tokio::pin!(challenge_at);
+                let mut challenged = false;
+                loop {
+                    tokio::select! {
+                        () = &mut challenge_at, if !challenged => {
+                            challenged = true;
+                            let auth = Message::text(r#"["AUTH","late-challenge"]"#);
+                            if ws.send(auth).await.is_err() {
+                                return;
+                            }
+                        }
+                        frame = ws.next() => {
+                            let Some(Ok(Message::Text(text))) = frame else { return };
+                            let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                            match value[0].as_str() {
+                                Some("REQ") => {
+                                    let eose = format!(r#"["EOSE",{}]"#, value[1]);
+                                    if ws.send(Message::text(eose)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Some("AUTH") => {
+                                    let event = Event::from_json(
+                                        value[1].to_string().as_bytes(),
+                                        &Limits::default(),
+                                    )
+                                    .unwrap();
+                                    let ok = format!(r#"["OK","{}",true,""]"#, event.id_hex());
+                                    let _ = tx.send((Instant::now(), event));
+                                    if ws.send(Message::text(ok)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// The journal's records: (action version, outcome status) per finished
+/// run, in order.
+fn journal_outcomes(node: &Node) -> Vec<(String, String)> {
+    let path = node
+        .dir
+        .path()
+        .join("state")
+        .join(qube_agent::state::JOURNAL_FILE);
+    let inspection = inspect(&path).unwrap();
+    let mut started = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for record in inspection.records {
+        match record.entry {
+            Entry::Started { proposal, .. } => {
+                started.insert(record.seq, proposal.version.clone());
+            }
+            Entry::Outcome {
+                seq_started: seq,
+                status,
+                ..
+            } => {
+                let version = started.get(&seq).cloned().unwrap_or_default();
+                out.push((version, status.as_str().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_serves_while_a_hook_runs_and_actions_take_turns() {
+    let relay = start_relay(false).await;
+    let (challenger, mut auths) = late_challenger(Duration::from_secs(8)).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = slow_hook(20);
+    let voters = [&gov[0], &gov[1], &gov[2]];
+    let toml = node.config_toml(
+        &[&relay.url, &challenger],
+        &voters,
+        2,
+        "",
+        "timeout_secs = 60\n",
+    );
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+
+    let publisher = keys(9);
+    let t = now();
+    for g in &gov[..2] {
+        let d = directive().created_at(t).version("v1.2.3").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let started = wait_until(Duration::from_secs(10), || steps(&node).len() == 1).await;
+    assert!(started, "the first hook did not start:\n{}", agent.log());
+
+    // While it runs (20 s): a second quorum for v1.3.0 arrives and is
+    // tallied, and a relay's NIP-42 challenge is answered.
+    for g in [&gov[0], &gov[2]] {
+        let d = directive().created_at(t + 1).version("v1.3.0").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let tallied = wait_until(Duration::from_secs(5), || {
+        status(&config)
+            .unwrap()
+            .proposals
+            .iter()
+            .any(|p| p.proposal.version == "v1.3.0" && p.votes == 2)
+    })
+    .await;
+    assert!(
+        tallied,
+        "v1.3.0 was not tallied during the hook:\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        steps(&node),
+        ["start v1.2.3"],
+        "tallied only after the hook"
+    );
+    let (answered_at, auth) = tokio::time::timeout(Duration::from_secs(15), auths.recv())
+        .await
+        .expect("no AUTH answer within 15 s")
+        .unwrap();
+    assert_eq!(tag_values(&auth, "challenge"), ["late-challenge"]);
+    assert_eq!(tag_values(&auth, "relay"), [challenger.as_str()]);
+    assert_eq!(auth.pubkey, node.node_keys.public_key());
+    assert_eq!(
+        steps(&node),
+        ["start v1.2.3"],
+        "the AUTH was answered only after the hook ({:?} ago)",
+        answered_at.elapsed()
+    );
+    assert!(
+        status(&config)
+            .and_then(|s| s.runtime)
+            .and_then(|r| r.running)
+            .is_some_and(|r| r.contains("v1.2.3")),
+        "status does not show the running hook"
+    );
+
+    // The second action runs after the first, not beside it.
+    let both = wait_until(Duration::from_secs(40), || steps(&node).len() == 4).await;
+    assert!(both, "{:?}\n{}", steps(&node), agent.log());
+    assert_eq!(
+        steps(&node),
+        ["start v1.2.3", "end v1.2.3", "start v1.3.0", "end v1.3.0"]
+    );
+    let outcomes = wait_until(Duration::from_secs(5), || {
+        journal_outcomes(&node).len() == 2
+    })
+    .await;
+    assert!(outcomes, "{:?}", journal_outcomes(&node));
+    assert_eq!(
+        journal_outcomes(&node),
+        [
+            ("v1.2.3".to_owned(), "success".to_owned()),
+            ("v1.3.0".to_owned(), "success".to_owned())
+        ]
+    );
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("no acknowledgement");
+    assert_eq!(tag_values(&ack, "status"), ["success"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_hook_lets_it_finish_and_journals_the_outcome() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = slow_hook(4);
+    let voters = [&gov[0], &gov[1], &gov[2]];
+    let toml = node.config_toml(&[&relay.url], &voters, 2, "", "timeout_secs = 30\n");
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let mut agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let started = wait_until(Duration::from_secs(10), || steps(&node).len() == 1).await;
+    assert!(started, "the hook did not start:\n{}", agent.log());
+
+    agent.terminate();
+    // Still there while the hook runs.
+    assert!(
+        agent.wait(Duration::from_secs(1)).is_none(),
+        "{}",
+        agent.log()
+    );
+    let exit = agent.wait(Duration::from_secs(15)).expect("did not exit");
+    assert_eq!(exit.code(), Some(0), "{}", agent.log());
+    assert_eq!(steps(&node), ["start v1.2.3", "end v1.2.3"]);
+    assert_eq!(
+        journal_outcomes(&node),
+        [("v1.2.3".to_owned(), "success".to_owned())]
+    );
+    assert!(
+        agent.log().contains("after the running upgrade hook"),
+        "{}",
+        agent.log()
+    );
+
+    // At the next start the ack goes out and nothing runs again.
+    let mut again = Agent::start(&node, &toml);
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no acknowledgement:\n{}", again.log()));
+    assert_eq!(tag_values(&ack, "status"), ["success"]);
+    assert_eq!(tag_values(&ack, "version"), ["v1.2.3"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(node.runs().len(), 1, "ran again after restart");
+    again.terminate();
+    let exit = again.wait(Duration::from_secs(5)).expect("did not exit");
+    assert_eq!(exit.code(), Some(0));
+}
