@@ -369,3 +369,66 @@ async fn sigterm_during_a_hook_lets_it_finish_and_journals_the_outcome() {
     let exit = again.wait(Duration::from_secs(5)).expect("did not exit");
     assert_eq!(exit.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_is_acknowledged_with_its_voters_even_after_a_config_change() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    // The hook outlives the agent's SIGKILL by 2 s, then ends by itself.
+    let node = slow_hook(2);
+    let toml = node.config_toml(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "",
+        "timeout_secs = 30\n",
+    );
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let mut agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let started = wait_until(Duration::from_secs(10), || steps(&node).len() == 1).await;
+    assert!(started, "the hook did not start:\n{}", agent.log());
+    // The agent dies mid-hook.
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+
+    // The operator removes the second voter before the restart.
+    let toml = node.config_toml(
+        &[&relay.url],
+        &[&gov[0], &gov[2]],
+        2,
+        "",
+        "timeout_secs = 30\n",
+    );
+    let again = Agent::start(&node, &toml);
+    let ack = fetch_one(
+        &relay.url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no acknowledgement:\n{}", again.log()));
+    assert_eq!(tag_values(&ack, "status"), ["failure"]);
+    assert_eq!(tag_values(&ack, "error"), ["interrupted"]);
+    let mut voters = vec![
+        hex::encode(gov[0].public_key()),
+        hex::encode(gov[1].public_key()),
+    ];
+    voters.sort();
+    assert_eq!(
+        tag_values(&ack, "p"),
+        voters,
+        "the removed voter is still named"
+    );
+    assert_eq!(tag_values(&ack, "a").len(), 2);
+    qubestr_check(ack.kind, &ack.tags, &ack.content).unwrap();
+    assert_eq!(
+        journal_outcomes(&node),
+        [("v1.2.3".to_owned(), "failure".to_owned())]
+    );
+}

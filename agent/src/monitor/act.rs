@@ -76,7 +76,11 @@ impl Monitor {
             // Dry run: `evaluate` never gets here; never act without a journal.
             return Ok(());
         };
-        let seq = journal.append_started(&proposal, &ids, crate::now())?;
+        let seq = journal.append_started_with_voters(
+            &proposal,
+            &Ack::sources(&directives),
+            crate::now(),
+        )?;
         let hook = match proposal.action {
             Action::Upgrade => self.config.upgrade(),
             Action::Reboot => self.config.reboot(),
@@ -189,17 +193,29 @@ impl Monitor {
             }
             warn!("{proposal} was interrupted (started, no outcome): acknowledging it as a failure, not running it again");
             let record = self.journal.as_ref().and_then(|j| j.record(seq));
-            let ids: Vec<[u8; 32]> = match record.map(|r| &r.entry) {
-                Some(Entry::Started { directive_ids, .. }) => directive_ids.clone(),
-                _ => Vec::new(),
+            let (ids, voters): (Vec<[u8; 32]>, Vec<[u8; 32]>) = match record.map(|r| &r.entry) {
+                Some(Entry::Started {
+                    directive_ids,
+                    voters,
+                    ..
+                }) => (directive_ids.clone(), voters.clone()),
+                _ => (Vec::new(), Vec::new()),
             };
-            // The authors come from the saved directives, which a restart
-            // keeps unless a newer directive replaced them.
-            let sources = Ack::sources(
-                self.engine
-                    .directives()
-                    .filter(|d| ids.contains(&d.event().id)),
-            );
+            let sources = if voters.len() == ids.len() && !voters.is_empty() {
+                // The authors as journaled when the run started.
+                let mut sources: Vec<_> = voters.into_iter().zip(ids).collect();
+                sources.sort();
+                sources
+            } else {
+                // A record from before agents journaled the authors: take
+                // them from the saved directives, which a restart keeps
+                // unless a newer directive replaced them.
+                Ack::sources(
+                    self.engine
+                        .directives()
+                        .filter(|d| ids.contains(&d.event().id)),
+                )
+            };
             let at = crate::now();
             if let Some(journal) = self.journal.as_mut() {
                 journal.append_outcome(seq, Status::Failure, Some("interrupted"), at)?;

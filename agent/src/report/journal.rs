@@ -222,6 +222,7 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                 Entry::Started {
                     proposal,
                     directive_ids,
+                    ..
                 } => RecordView {
                     proposal: Some(proposal.clone()),
                     directive_ids: directive_ids.iter().map(hex::encode).collect(),

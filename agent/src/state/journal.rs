@@ -94,6 +94,11 @@ pub enum Entry {
         proposal: Proposal,
         /// The 32-byte ids of the directives that formed the quorum.
         directive_ids: Vec<[u8; 32]>,
+        /// Their authors' 32-byte pubkeys, in the same order as
+        /// `directive_ids`; empty in records written before agents kept
+        /// them. An interrupted run is acknowledged from these, whatever
+        /// the config or the saved directives say by then.
+        voters: Vec<[u8; 32]>,
     },
     /// The run recorded at `seq_started` ended.
     Outcome {
@@ -387,6 +392,8 @@ enum RawEntry {
     Started {
         proposal: Proposal,
         directive_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        voters: Vec<String>,
     },
     Outcome {
         seq_started: u64,
@@ -420,6 +427,7 @@ impl RawRecord {
             RawEntry::Started {
                 proposal,
                 directive_ids,
+                voters,
             } => {
                 // The hash must be lower-case hex as written; the version
                 // a semantic version.
@@ -437,9 +445,24 @@ impl RawRecord {
                     .iter()
                     .map(|id| parse_hash("directive_ids", id))
                     .collect::<Result<Vec<_>, _>>()?;
+                let voters = voters
+                    .iter()
+                    .map(|pk| parse_hash("voters", pk))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !voters.is_empty() && voters.len() != directive_ids.len() {
+                    return Err(Corruption::BadField {
+                        field: "voters",
+                        problem: format!(
+                            "{} voters for {} directive ids",
+                            voters.len(),
+                            directive_ids.len()
+                        ),
+                    });
+                }
                 Entry::Started {
                     proposal,
                     directive_ids,
+                    voters,
                 }
             }
             RawEntry::Outcome {
@@ -807,12 +830,50 @@ impl Journal {
         directive_ids: &[[u8; 32]],
         at: u64,
     ) -> Result<u64, JournalError> {
+        self.append_started_by(
+            proposal,
+            &directive_ids
+                .iter()
+                .map(|id| ([0; 32], *id))
+                .collect::<Vec<_>>(),
+            false,
+            at,
+        )
+    }
+
+    /// [`Journal::append_started`] keeping each directive's author:
+    /// `sources` are (author pubkey, directive id) pairs, 32 bytes each, as
+    /// [`crate::core::ack::Ack::sources`] gives them.
+    ///
+    /// # Errors
+    /// As [`Journal::append_started`].
+    pub fn append_started_with_voters(
+        &mut self,
+        proposal: &Proposal,
+        sources: &[([u8; 32], [u8; 32])],
+        at: u64,
+    ) -> Result<u64, JournalError> {
+        self.append_started_by(proposal, sources, true, at)
+    }
+
+    fn append_started_by(
+        &mut self,
+        proposal: &Proposal,
+        sources: &[([u8; 32], [u8; 32])],
+        with_voters: bool,
+        at: u64,
+    ) -> Result<u64, JournalError> {
         if let Some(&seq) = self.started.get(proposal) {
             return Err(JournalError::AlreadyStarted { seq });
         }
         let entry = RawEntry::Started {
             proposal: proposal.clone(),
-            directive_ids: directive_ids.iter().map(hex::encode).collect(),
+            directive_ids: sources.iter().map(|(_, id)| hex::encode(id)).collect(),
+            voters: if with_voters {
+                sources.iter().map(|(pk, _)| hex::encode(pk)).collect()
+            } else {
+                Vec::new()
+            },
         };
         let seq = self.append(entry, at)?;
         self.started.insert(proposal.clone(), seq);
@@ -1210,6 +1271,58 @@ mod tests {
                 Corruption::Seq {
                     expected: 2,
                     found: 3
+                }
+            )
+        ));
+    }
+
+    #[test]
+    fn voters_are_kept_beside_directive_ids_and_must_pair_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut journal = Journal::open(&path).unwrap();
+        let sources = [([7; 32], [1; 32]), ([8; 32], [2; 32])];
+        journal
+            .append_started_with_voters(&proposal("1.0.0"), &sources, 1)
+            .unwrap();
+        journal
+            .append_started(&proposal("2.0.0"), &[[3; 32]], 2)
+            .unwrap();
+        drop(journal);
+        let journal = Journal::open(&path).unwrap();
+        let Some(Entry::Started {
+            directive_ids,
+            voters,
+            ..
+        }) = journal.record(1).map(|r| r.entry.clone())
+        else {
+            panic!("no started record")
+        };
+        assert_eq!(
+            (directive_ids, voters),
+            (vec![[1; 32], [2; 32]], vec![[7; 32], [8; 32]])
+        );
+        // Written without voters (as older agents did): none, not zeros.
+        let Some(Entry::Started { voters, .. }) = journal.record(2).map(|r| r.entry.clone()) else {
+            panic!("no started record")
+        };
+        assert!(voters.is_empty());
+        // One voter for two directive ids is corruption.
+        let odd = format!(
+            "{{\"started\":{{\"proposal\":{{\"action\":\"upgrade\",\"network\":\"hqz\",\
+             \"version\":\"1.0.0\",\"hash\":\"{HASH}\"}},\"directive_ids\":[\"{}\",\"{}\"],\
+             \"voters\":[\"{}\"]}}}}",
+            "11".repeat(32),
+            "22".repeat(32),
+            "77".repeat(32)
+        );
+        assert!(matches!(
+            corruption(&line(1, &GENESIS_PREV, &odd)),
+            (
+                1,
+                Corruption::BadField {
+                    field: "voters",
+                    ..
                 }
             )
         ));
