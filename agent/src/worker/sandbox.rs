@@ -12,7 +12,10 @@
 //!   and only reading (files and directories, never executing) is granted,
 //!   beneath the few paths name resolution needs ([`READ_ONLY_PATHS`]); TCP
 //!   `connect` only to the relay ports and 53, `bind` nowhere; signals and
-//!   abstract unix sockets scoped to the sandbox (ABI 6 and later).
+//!   abstract unix sockets scoped to the sandbox (ABI 6 and later);
+//! * then a seccomp-bpf allowlist ([`crate::worker::seccomp`]): inet stream
+//!   sockets only, no exec, fork, memfd, ptrace or `TIOCSTI`; a filter that
+//!   cannot be installed is refused like Landlock below.
 //!
 //! Best effort across kernels, as the landlock crate intends, with one
 //! exception: a ruleset that is `NotEnforced` is refused unless the operator
@@ -51,6 +54,7 @@ pub const DNS_PORT: u16 = 53;
 const TARGET_ABI: ABI = ABI::V6;
 
 pub use crate::ipc::Enforcement;
+pub use crate::worker::seccomp::SeccompState;
 
 /// What [`confine_worker`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,21 @@ pub struct SandboxReport {
     pub read_only: Vec<String>,
     /// TCP ports `connect` may reach.
     pub tcp_connect: Vec<u16>,
+    /// The seccomp allowlist ([`crate::worker::seccomp`]).
+    pub seccomp: SeccompState,
+}
+
+impl SandboxReport {
+    /// The level reported to the monitor and shown by `status`: `Full`
+    /// only when Landlock is fully enforced and the seccomp filter is in
+    /// force, `None` when neither is, `Partial` otherwise.
+    pub fn enforcement(&self) -> Enforcement {
+        match (self.landlock, &self.seccomp) {
+            (Enforcement::Full, SeccompState::Enforced) => Enforcement::Full,
+            (Enforcement::None, SeccompState::Off(_)) => Enforcement::None,
+            _ => Enforcement::Partial,
+        }
+    }
 }
 
 impl fmt::Display for SandboxReport {
@@ -75,7 +94,8 @@ impl fmt::Display for SandboxReport {
             self.read_only.join(", "),
             self.tcp_connect,
             self.no_new_privs
-        )
+        )?;
+        write!(f, "; {}", self.seccomp)
     }
 }
 
@@ -90,6 +110,9 @@ pub enum SandboxError {
     /// The kernel enforces no Landlock rule and `--allow-unsandboxed` was
     /// not given.
     NotEnforced,
+    /// The seccomp filter could not be built or installed and
+    /// `--allow-unsandboxed` was not given.
+    Seccomp(crate::worker::seccomp::SeccompError),
 }
 
 impl fmt::Display for SandboxError {
@@ -100,6 +123,11 @@ impl fmt::Display for SandboxError {
             SandboxError::NotEnforced => f.write_str(
                 "this kernel enforces no Landlock rule, so the network-facing worker would run unconfined; \
                  enable Landlock (CONFIG_SECURITY_LANDLOCK and lsm=...,landlock) or, knowingly, pass --allow-unsandboxed",
+            ),
+            SandboxError::Seccomp(e) => write!(
+                f,
+                "{e}, so the network-facing worker would run without its syscall allowlist; \
+                 enable CONFIG_SECCOMP_FILTER or, knowingly, pass --allow-unsandboxed"
             ),
         }
     }
@@ -138,9 +166,13 @@ pub fn detach_session() -> Result<(), SandboxError> {
 /// before any thread is started. `relay_ports` are the TCP ports of the
 /// configured relays.
 ///
+/// Landlock first, then the seccomp filter ([`crate::worker::seccomp::install`]),
+/// which must come last: it forbids the syscalls the steps before it use.
+///
 /// # Errors
 /// [`SandboxError::NotEnforced`] when Landlock is unavailable and
-/// `allow_unsandboxed` is false; [`SandboxError::Harden`] and
+/// [`SandboxError::Seccomp`] when the filter cannot be installed, each only
+/// when `allow_unsandboxed` is false; [`SandboxError::Harden`] and
 /// [`SandboxError::Landlock`] when a step fails.
 pub fn confine_worker(
     relay_ports: &[u16],
@@ -177,7 +209,7 @@ pub fn confine_worker(
         .restrict_self()
         .map_err(landlock)?;
 
-    let report = SandboxReport {
+    let mut report = SandboxReport {
         landlock: match status.ruleset {
             RulesetStatus::FullyEnforced => Enforcement::Full,
             RulesetStatus::PartiallyEnforced => Enforcement::Partial,
@@ -186,9 +218,16 @@ pub fn confine_worker(
         no_new_privs: status.no_new_privs,
         read_only,
         tcp_connect,
+        seccomp: SeccompState::Enforced,
     };
     if report.landlock == Enforcement::None && !allow_unsandboxed {
         return Err(SandboxError::NotEnforced);
+    }
+    match crate::worker::seccomp::install() {
+        // seccompiler sets no_new_privs before it installs the filter.
+        Ok(()) => report.no_new_privs = true,
+        Err(e) if allow_unsandboxed => report.seccomp = SeccompState::Off(e.to_string()),
+        Err(e) => return Err(SandboxError::Seccomp(e)),
     }
     Ok(report)
 }
