@@ -6,6 +6,7 @@
 //! events from a voter that pass the directive rules, newer than what it
 //! already forwarded for that voter, each id once across all relays.
 
+mod probe;
 pub mod sandbox;
 pub mod seccomp;
 
