@@ -87,26 +87,7 @@ pub enum Command {
     /// kernel allowed as JSON lines (for confinement tests and for checking
     /// a kernel).
     #[command(hide = true)]
-    SandboxProbe {
-        /// Relay ports the sandbox allows.
-        #[arg(long = "port", value_name = "PORT")]
-        ports: Vec<u16>,
-        /// Files to read.
-        #[arg(long)]
-        read: Vec<PathBuf>,
-        /// Files to create.
-        #[arg(long)]
-        write: Vec<PathBuf>,
-        /// Programs to run.
-        #[arg(long)]
-        exec: Vec<PathBuf>,
-        /// Loopback ports to connect to.
-        #[arg(long)]
-        connect: Vec<u16>,
-        /// Pids to send SIGCONT to.
-        #[arg(long)]
-        signal: Vec<i32>,
-    },
+    SandboxProbe(Box<ProbeArgs>),
     /// Check a config file and print the effective configuration.
     ///
     /// Reads the TOML config, refuses unknown keys, checks relays (wss://, or
@@ -177,4 +158,42 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// The arguments of `sandbox-probe` (boxed: the largest command by far).
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// Relay ports the sandbox allows.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Files to read.
+    #[arg(long)]
+    pub read: Vec<PathBuf>,
+    /// Files to create.
+    #[arg(long)]
+    pub write: Vec<PathBuf>,
+    /// Programs to start (fork and exec).
+    #[arg(long)]
+    pub exec: Vec<PathBuf>,
+    /// Loopback ports to connect to.
+    #[arg(long)]
+    pub connect: Vec<u16>,
+    /// Pids to send SIGCONT to.
+    #[arg(long)]
+    pub signal: Vec<i32>,
+    /// Named unix sockets to connect to.
+    #[arg(long)]
+    pub unix: Vec<PathBuf>,
+    /// Pids to PTRACE_ATTACH to (and detach from at once).
+    #[arg(long)]
+    pub ptrace: Vec<i32>,
+    /// Operations without a target: thread, netlink, udp, tcp-listen,
+    /// tcp-bind, memfd, traceme, tty (ioctls on stdin, which must be a
+    /// terminal), fork.
+    #[arg(long = "try", value_name = "OP")]
+    pub ops: Vec<String>,
+    /// A program to execute in place of the probe (execve without fork),
+    /// after every other attempt.
+    #[arg(long, value_name = "PATH")]
+    pub exec_in_place: Option<PathBuf>,
 }

@@ -44,23 +44,7 @@ fn main() -> ExitCode {
             ports,
             allow_unsandboxed,
         } => qube_agent::worker::process_main(&ports, allow_unsandboxed),
-        Command::SandboxProbe {
-            ports,
-            read,
-            write,
-            exec,
-            connect,
-            signal,
-        } => sandbox_probe(
-            &ports,
-            qube_agent::worker::sandbox::ProbeRequest {
-                read,
-                write,
-                exec,
-                connect,
-                signal,
-            },
-        ),
+        Command::SandboxProbe(args) => sandbox_probe(*args),
         Command::Status { config, json } => status(&config, json),
         Command::Journal {
             config,
@@ -85,25 +69,28 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// `sandbox-probe`: confine as the worker does, try, report.
-fn sandbox_probe(ports: &[u16], request: qube_agent::worker::sandbox::ProbeRequest) -> ExitCode {
-    let report = match qube_agent::worker::sandbox::confine_worker(ports, false) {
-        Ok(report) => report,
+/// `sandbox-probe`: confine as the worker does, try, report
+/// (`qube_agent::worker::sandbox::probe_main`).
+fn sandbox_probe(args: cli::ProbeArgs) -> ExitCode {
+    let ops = match args.ops.iter().map(|op| op.parse()).collect() {
+        Ok(ops) => ops,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            return ExitCode::from(3);
+            return ExitCode::from(2);
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "{}",
-        serde_json::json!({"op": "sandbox", "target": report.landlock.as_str(), "allowed": true, "error": null})
-    );
-    for attempt in qube_agent::worker::sandbox::probe(&request) {
-        let _ = writeln!(stdout, "{}", serde_json::json!(attempt));
-    }
-    ExitCode::SUCCESS
+    let request = qube_agent::worker::sandbox::ProbeRequest {
+        read: args.read,
+        write: args.write,
+        exec: args.exec,
+        connect: args.connect,
+        signal: args.signal,
+        unix: args.unix,
+        ptrace: args.ptrace,
+        ops,
+        exec_in_place: args.exec_in_place,
+    };
+    qube_agent::worker::sandbox::probe_main(&args.ports, &request)
 }
 
 /// `run`: the agent until SIGINT/SIGTERM.

@@ -144,7 +144,8 @@ fn the_worker_sandbox_allows_only_relay_connections() {
         verdict("connect", &relay_port),
         "could not reach the relay port"
     );
-    // No file at all, not even the resolver's: the monitor resolves.
+    // No file at all, not even the resolver's (the monitor resolves):
+    // Landlock grants none and the seccomp filter refuses every open.
     assert!(!verdict("read", "/etc/hosts"), "read /etc/hosts");
     assert!(!dir.path().join("dropped").exists());
 }
@@ -235,6 +236,13 @@ fn a_running_worker_carries_no_secret_in_environment_arguments_or_files() {
         status
             .lines()
             .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{status}"
+    );
+    // And it runs under seccomp filters (mode 2): the clone3 filter and the
+    // allowlist (agent/src/worker/seccomp.rs).
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2")
+            && status.lines().any(|l| l == "Seccomp_filters:\t2"),
         "{status}"
     );
     agent.kill().unwrap();

@@ -8,7 +8,9 @@
 //! events from a voter that pass the directive rules, newer than what it
 //! already forwarded for that voter, each id once across all relays.
 
+mod probe;
 pub mod sandbox;
+pub mod seccomp;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -50,13 +52,13 @@ pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::proces
     }
     let sandbox = match crate::worker::sandbox::confine_worker(relay_ports, allow_unsandboxed) {
         Ok(report) => {
-            match report.landlock {
+            match report.enforcement() {
                 crate::worker::sandbox::Enforcement::Full => debug!("worker sandbox: {report}"),
                 crate::worker::sandbox::Enforcement::Partial => {
                     warn!("worker sandbox only partly enforced by this kernel: {report}")
                 }
                 crate::worker::sandbox::Enforcement::None => tracing::error!(
-                    "WORKER RUNNING UNSANDBOXED (--allow-unsandboxed): this kernel enforces no Landlock rule; {report}"
+                    "WORKER RUNNING UNSANDBOXED (--allow-unsandboxed): neither Landlock nor the seccomp filter is in force; {report}"
                 ),
             }
             report
@@ -76,7 +78,7 @@ pub fn process_main(relay_ports: &[u16], allow_unsandboxed: bool) -> std::proces
             return ExitCode::FAILURE;
         }
     };
-    let report = (sandbox.landlock, sandbox.to_string());
+    let report = (sandbox.enforcement(), sandbox.to_string());
     match runtime.block_on(run_with(
         tokio::io::stdin(),
         tokio::io::stdout(),

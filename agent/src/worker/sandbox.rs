@@ -12,7 +12,10 @@
 //!   and none is granted (the worker opens no file: the monitor resolves
 //!   relay host names for it and the TLS roots are compiled in); TCP
 //!   `connect` only to the relay ports, `bind` nowhere; signals and
-//!   abstract unix sockets scoped to the sandbox (ABI 6 and later).
+//!   abstract unix sockets scoped to the sandbox (ABI 6 and later);
+//! * then a seccomp-bpf allowlist ([`crate::worker::seccomp`]): inet stream
+//!   sockets only, no exec, fork, memfd, ptrace or `TIOCSTI`; a filter that
+//!   cannot be installed is refused like Landlock below.
 //!
 //! Best effort across kernels, as the landlock crate intends, with one
 //! exception: a ruleset that is `NotEnforced` is refused unless the operator
@@ -30,6 +33,7 @@ use landlock::{
 const TARGET_ABI: ABI = ABI::V6;
 
 pub use crate::ipc::Enforcement;
+pub use crate::worker::seccomp::SeccompState;
 
 /// What [`confine_worker`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,21 @@ pub struct SandboxReport {
     pub no_new_privs: bool,
     /// TCP ports `connect` may reach.
     pub tcp_connect: Vec<u16>,
+    /// The seccomp allowlist ([`crate::worker::seccomp`]).
+    pub seccomp: SeccompState,
+}
+
+impl SandboxReport {
+    /// The level reported to the monitor and shown by `status`: `Full`
+    /// only when Landlock is fully enforced and the seccomp filter is in
+    /// force, `None` when neither is, `Partial` otherwise.
+    pub fn enforcement(&self) -> Enforcement {
+        match (self.landlock, &self.seccomp) {
+            (Enforcement::Full, SeccompState::Enforced) => Enforcement::Full,
+            (Enforcement::None, SeccompState::Off(_)) => Enforcement::None,
+            _ => Enforcement::Partial,
+        }
+    }
 }
 
 impl fmt::Display for SandboxReport {
@@ -51,7 +70,8 @@ impl fmt::Display for SandboxReport {
             TARGET_ABI as i32,
             self.tcp_connect,
             self.no_new_privs
-        )
+        )?;
+        write!(f, "; {}", self.seccomp)
     }
 }
 
@@ -66,6 +86,9 @@ pub enum SandboxError {
     /// The kernel enforces no Landlock rule and `--allow-unsandboxed` was
     /// not given.
     NotEnforced,
+    /// The seccomp filter could not be built or installed and
+    /// `--allow-unsandboxed` was not given.
+    Seccomp(crate::worker::seccomp::SeccompError),
 }
 
 impl fmt::Display for SandboxError {
@@ -76,6 +99,11 @@ impl fmt::Display for SandboxError {
             SandboxError::NotEnforced => f.write_str(
                 "this kernel enforces no Landlock rule, so the network-facing worker would run unconfined; \
                  enable Landlock (CONFIG_SECURITY_LANDLOCK and lsm=...,landlock) or, knowingly, pass --allow-unsandboxed",
+            ),
+            SandboxError::Seccomp(e) => write!(
+                f,
+                "{e}, so the network-facing worker would run without its syscall allowlist; \
+                 enable CONFIG_SECCOMP_FILTER or, knowingly, pass --allow-unsandboxed"
             ),
         }
     }
@@ -114,9 +142,13 @@ pub fn detach_session() -> Result<(), SandboxError> {
 /// before any thread is started. `relay_ports` are the TCP ports of the
 /// configured relays.
 ///
+/// Landlock first, then the seccomp filter ([`crate::worker::seccomp::install`]),
+/// which must come last: it forbids the syscalls the steps before it use.
+///
 /// # Errors
 /// [`SandboxError::NotEnforced`] when Landlock is unavailable and
-/// `allow_unsandboxed` is false; [`SandboxError::Harden`] and
+/// [`SandboxError::Seccomp`] when the filter cannot be installed, each only
+/// when `allow_unsandboxed` is false; [`SandboxError::Harden`] and
 /// [`SandboxError::Landlock`] when a step fails.
 pub fn confine_worker(
     relay_ports: &[u16],
@@ -144,7 +176,7 @@ pub fn confine_worker(
         .restrict_self()
         .map_err(landlock)?;
 
-    let report = SandboxReport {
+    let mut report = SandboxReport {
         landlock: match status.ruleset {
             RulesetStatus::FullyEnforced => Enforcement::Full,
             RulesetStatus::PartiallyEnforced => Enforcement::Partial,
@@ -152,94 +184,18 @@ pub fn confine_worker(
         },
         no_new_privs: status.no_new_privs,
         tcp_connect,
+        seccomp: SeccompState::Enforced,
     };
     if report.landlock == Enforcement::None && !allow_unsandboxed {
         return Err(SandboxError::NotEnforced);
     }
+    match crate::worker::seccomp::install() {
+        // seccompiler sets no_new_privs before it installs the filter.
+        Ok(()) => report.no_new_privs = true,
+        Err(e) if allow_unsandboxed => report.seccomp = SeccompState::Off(e.to_string()),
+        Err(e) => return Err(SandboxError::Seccomp(e)),
+    }
     Ok(report)
 }
 
-/// One attempted operation of [`probe`], for confinement tests and for an
-/// operator checking a kernel: what was tried and what the kernel said.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Attempt {
-    /// `read`, `write`, `exec`, `connect` or `signal`.
-    pub op: String,
-    /// The path, port or pid.
-    pub target: String,
-    /// Whether the operation succeeded.
-    pub allowed: bool,
-    /// The error, when it failed.
-    pub error: Option<String>,
-}
-
-/// What [`probe`] tries, inside the sandbox.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeRequest {
-    /// Files to open for reading.
-    pub read: Vec<std::path::PathBuf>,
-    /// Files to create for writing.
-    pub write: Vec<std::path::PathBuf>,
-    /// Programs to execute.
-    pub exec: Vec<std::path::PathBuf>,
-    /// Loopback TCP ports to connect to.
-    pub connect: Vec<u16>,
-    /// Processes to send SIGCONT (harmless) to.
-    pub signal: Vec<i32>,
-}
-
-/// Tries each operation of `request` (after the caller confined itself) and
-/// reports the outcome of each.
-pub fn probe(request: &ProbeRequest) -> Vec<Attempt> {
-    let mut out = Vec::new();
-    let mut record = |op: &str, target: String, result: Result<(), String>| {
-        out.push(Attempt {
-            op: op.to_owned(),
-            target,
-            allowed: result.is_ok(),
-            error: result.err(),
-        });
-    };
-    for path in &request.read {
-        let result = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut [0u8; 1]))
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        record("read", path.display().to_string(), result);
-    }
-    for path in &request.write {
-        let result = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        record("write", path.display().to_string(), result);
-    }
-    for path in &request.exec {
-        let result = std::process::Command::new(path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        record("exec", path.display().to_string(), result);
-    }
-    for port in &request.connect {
-        let result = std::net::TcpStream::connect(("127.0.0.1", *port))
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        record("connect", port.to_string(), result);
-    }
-    for pid in &request.signal {
-        let result = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGCONT,
-        )
-        .map_err(|e| e.to_string());
-        record("signal", pid.to_string(), result);
-    }
-    out
-}
+pub use super::probe::{probe, probe_main, Attempt, ProbeOp, ProbeRequest};
