@@ -192,6 +192,10 @@ struct Monitor {
     deciding: bool,
 }
 
+/// The wake-up when nothing is due (a day): events, not a ticker, drive
+/// decisions.
+const IDLE_WAKE: Duration = Duration::from_secs(86_400);
+
 /// A worker that ran this long before it was ended resets the restart
 /// backoff (the longest restart delay).
 const HEALTHY_WORKER: Duration = Duration::from_secs(60);
@@ -547,16 +551,22 @@ impl Monitor {
         }
     }
 
+    /// How long until something is due without a message arriving: the
+    /// earliest of a directive's expiry and an acknowledgement's retry
+    /// (at least 200 ms). No ticker: with nothing due it sleeps a day.
     fn next_wake(&self) -> Duration {
         let now = crate::now();
-        let mut at = now + 60;
-        if let Some(e) = self.engine.next_expiry(now) {
-            at = at.min(e.max(now));
+        let due = [
+            self.engine.next_expiry(now),
+            self.outbox.next_attempt_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match due {
+            Some(at) => Duration::from_secs(at.saturating_sub(now)).max(Duration::from_millis(200)),
+            None => IDLE_WAKE,
         }
-        if let Some(o) = self.outbox.next_attempt_at() {
-            at = at.min(o.max(now));
-        }
-        Duration::from_secs(at.saturating_sub(now)).max(Duration::from_millis(200))
     }
 
     /// Carries out one worker message, after the request table
