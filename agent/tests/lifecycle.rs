@@ -432,3 +432,53 @@ async fn an_interrupted_run_is_acknowledged_with_its_voters_even_after_a_config_
         [("v1.2.3".to_owned(), "failure".to_owned())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_was_down_gets_the_ack_when_it_comes_back() {
+    let relay = start_relay(false).await;
+    let late = dead_port_url().await;
+    let late_port: u16 = late.rsplit(':').next().unwrap().parse().unwrap();
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = slow_hook(0);
+    let toml = node.config_toml(
+        &[&relay.url, &late],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        "",
+        "",
+    );
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let node_pk = node.node_keys.public_key();
+    let ack = fetch_one(&relay.url, ack_filter(&node_pk), Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("no acknowledgement:\n{}", agent.log()));
+    // Stored by the first relay, still queued for the one that is down.
+    let pending = wait_until(Duration::from_secs(5), || {
+        status(&config)
+            .is_some_and(|s| s.outbox.len() == 1 && s.outbox[0].delivered_to == [relay.url.clone()])
+    })
+    .await;
+    assert!(pending, "{:?}", status(&config).map(|s| s.outbox));
+
+    // The relay comes back at its URL: it gets the same ack, and the
+    // outbox empties.
+    let back = start_relay_on(Some(late_port), false).await;
+    assert_eq!(back.url, late);
+    let again = fetch_one(&late, ack_filter(&node_pk), Duration::from_secs(40))
+        .await
+        .unwrap_or_else(|| panic!("the late relay never got the ack:\n{}", agent.log()));
+    assert_eq!(again.id, ack.id);
+    let empty = wait_until(Duration::from_secs(5), || {
+        status(&config).is_some_and(|s| s.outbox.is_empty())
+    })
+    .await;
+    assert!(empty, "{:?}", status(&config).map(|s| s.outbox));
+    assert_eq!(node.runs().len(), 1);
+}

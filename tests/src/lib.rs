@@ -44,6 +44,12 @@ pub struct TestRelay {
 /// rules ([`QubestrPolicy`]); with `nip42_writes`, publishing needs NIP-42
 /// authentication (as on qubestr).
 pub async fn start_relay(nip42_writes: bool) -> TestRelay {
+    start_relay_on(None, nip42_writes).await
+}
+
+/// [`start_relay`] on `port` when given (for a relay that comes back at the
+/// URL it had, e.g. one reserved with [`dead_port_url`]).
+pub async fn start_relay_on(port: Option<u16>, nip42_writes: bool) -> TestRelay {
     // nostr-relay-builder picks a random port without asking the kernel, so
     // on a busy machine it can pick one in use: try again, a few times.
     let mut attempt = 0;
@@ -51,6 +57,9 @@ pub async fn start_relay(nip42_writes: bool) -> TestRelay {
         let mut builder = RelayBuilder::default()
             .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
             .write_policy(QubestrPolicy);
+        if let Some(port) = port {
+            builder = builder.port(port);
+        }
         if nip42_writes {
             builder = builder.nip42(RelayBuilderNip42 {
                 mode: RelayBuilderNip42Mode::Write,

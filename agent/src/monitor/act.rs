@@ -232,6 +232,19 @@ impl Monitor {
             return;
         }
         let now = crate::now();
+        match self.outbox.expire(now) {
+            Ok(expired) => {
+                for entry in expired {
+                    warn!(
+                        "acknowledgement {} dropped: not stored by every relay within {} days (stored by: {})",
+                        entry.event.id_hex(),
+                        crate::state::OUTBOX_DELIVERY_SECS / 86_400,
+                        if entry.delivered.is_empty() { "none".to_owned() } else { entry.delivered.join(", ") }
+                    );
+                }
+            }
+            Err(e) => warn!("cannot drop expired acknowledgements: {e}"),
+        }
         let entries = if all {
             self.outbox.entries().to_vec()
         } else {

@@ -40,7 +40,7 @@ use crate::ipc::{
     Enforcement, IpcError, MonitorMessage, RelayCounters, RelayTarget, StartParams, WorkerMessage,
 };
 use crate::state::journal::{Entry, Journal};
-use crate::state::{Outbox, StateDir};
+use crate::state::{Delivery, Outbox, StateDir};
 
 pub use crate::state::RUNTIME_FILE;
 
@@ -556,13 +556,10 @@ impl Monitor {
     /// (at least 200 ms). No ticker: with nothing due it sleeps a day.
     fn next_wake(&self) -> Duration {
         let now = crate::now();
-        let due = [
-            self.engine.next_expiry(now),
-            self.outbox.next_attempt_at(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let due = [self.engine.next_expiry(now), self.outbox.next_attempt_at()]
+            .into_iter()
+            .flatten()
+            .min();
         match due {
             Some(at) => Duration::from_secs(at.saturating_sub(now)).max(Duration::from_millis(200)),
             None => IDLE_WAKE,
@@ -657,12 +654,18 @@ impl Monitor {
                         warn!("{url} refused our NIP-42 AUTH: {}", escape(&message, 512));
                     }
                 } else if accepted {
-                    if self
+                    let relays: Vec<&str> =
+                        self.config.relays().iter().map(|r| r.as_str()).collect();
+                    match self
                         .outbox
-                        .remove(&event_id)
+                        .delivered(&event_id, &url, &relays)
                         .map_err(|e| HandleError::Fatal(e.into()))?
                     {
-                        info!("acknowledgement {id} stored by {url}");
+                        Delivery::Complete => {
+                            info!("acknowledgement {id} stored by {url}; every relay has it");
+                        }
+                        Delivery::Partial => info!("acknowledgement {id} stored by {url}"),
+                        Delivery::NotQueued => {}
                     }
                 } else if message.starts_with("auth-required:") {
                     // NIP-42: the relay asks for AUTH first; the ack goes

@@ -136,6 +136,9 @@ pub struct OutboxView {
     pub next_attempt_at: u64,
     /// Next attempt in ISO 8601, UTC.
     pub next_attempt_utc: String,
+    /// Relays that stored it already (escaped URLs); it is sent again
+    /// until every configured relay has.
+    pub delivered_to: Vec<String>,
     /// Whether it is due now.
     pub due: bool,
 }
@@ -355,6 +358,11 @@ fn outbox_view(entry: &OutboxEntry, now: u64) -> OutboxView {
         attempts: entry.attempts,
         next_attempt_at: entry.next_attempt_at,
         next_attempt_utc: utc_iso8601(entry.next_attempt_at),
+        delivered_to: entry
+            .delivered
+            .iter()
+            .map(|u| crate::core::text::printable(u, 256))
+            .collect(),
         due: entry.next_attempt_at <= now,
     }
 }
@@ -670,7 +678,7 @@ impl fmt::Display for StatusReport {
         for a in &self.outbox {
             writeln!(
                 f,
-                "  ack {}  status {}  {} {}  attempts {}  next attempt {} ({}){}",
+                "  ack {}  status {}  {} {}  attempts {}  next attempt {} ({}){}{}",
                 a.id,
                 printable(a.status.as_deref().unwrap_or("?")),
                 printable(a.action.as_deref().unwrap_or("?")),
@@ -678,7 +686,12 @@ impl fmt::Display for StatusReport {
                 a.attempts,
                 a.next_attempt_utc,
                 a.next_attempt_at,
-                if a.due { ", due" } else { "" }
+                if a.due { ", due" } else { "" },
+                if a.delivered_to.is_empty() {
+                    String::new()
+                } else {
+                    format!("; stored by {}", a.delivered_to.join(", "))
+                }
             )?;
         }
 

@@ -71,8 +71,8 @@ use crate::core::error::truncated;
 
 pub use node_key::KeyOrigin;
 pub use outbox::{
-    backoff_secs, Outbox, OutboxEntry, ACK_KIND, MAX_OUTBOX_ENTRIES, OUTBOX_INITIAL_BACKOFF_SECS,
-    OUTBOX_MAX_BACKOFF_SECS,
+    backoff_secs, Delivery, Outbox, OutboxEntry, ACK_KIND, MAX_OUTBOX_ENTRIES,
+    OUTBOX_DELIVERY_SECS, OUTBOX_INITIAL_BACKOFF_SECS, OUTBOX_MAX_BACKOFF_SECS,
 };
 
 /// The largest state file read or written, in bytes (16 MiB).

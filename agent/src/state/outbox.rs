@@ -16,6 +16,9 @@ pub const MAX_OUTBOX_ENTRIES: usize = 200;
 pub const OUTBOX_INITIAL_BACKOFF_SECS: u64 = 5;
 /// Longest delay between two publications of an ack, in seconds (one hour).
 pub const OUTBOX_MAX_BACKOFF_SECS: u64 = 3600;
+/// How long an ack is retried to the relays that have not stored it, in
+/// seconds (7 days); then it is dropped with a warning.
+pub const OUTBOX_DELIVERY_SECS: u64 = 7 * 24 * 3600;
 
 impl StateDir {
     /// Loads the ack outbox from `outbox.json` (empty when missing).
@@ -61,6 +64,10 @@ impl StateDir {
                 event,
                 attempts: entry.attempts,
                 next_attempt_at: entry.next_attempt_at,
+                // Entries from before agents recorded it: from their next
+                // attempt, the closest time known.
+                queued_at: entry.queued_at.unwrap_or(entry.next_attempt_at),
+                delivered: entry.delivered,
             });
         }
         Ok(outbox)
@@ -76,6 +83,22 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// When to try again, unix seconds; due when `now >= next_attempt_at`.
     pub next_attempt_at: u64,
+    /// When it was queued, unix seconds: it is retried until
+    /// `queued_at + OUTBOX_DELIVERY_SECS`.
+    pub queued_at: u64,
+    /// URLs of the relays that answered `OK true` for it, in that order.
+    pub delivered: Vec<String>,
+}
+
+/// What [`Outbox::delivered`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The ack is not queued (already complete, or never queued).
+    NotQueued,
+    /// Recorded; some configured relays have not stored it yet.
+    Partial,
+    /// Every configured relay stored it: it left the outbox.
+    Complete,
 }
 
 /// How an entry of `outbox.json` is read.
@@ -86,10 +109,15 @@ struct RawOutboxEntry<'a> {
     event: &'a RawValue,
     attempts: u32,
     next_attempt_at: u64,
+    #[serde(default)]
+    queued_at: Option<u64>,
+    #[serde(default)]
+    delivered: Vec<String>,
 }
 
-/// The ack outbox (`docs/PROTOCOL.md` section 12): each ack stays queued until at
-/// least one relay answered `OK true` for it, persisted in `outbox.json`.
+/// The ack outbox (`docs/PROTOCOL.md` section 12): each ack stays queued until
+/// every configured relay answered `OK true` for it, or for
+/// [`OUTBOX_DELIVERY_SECS`] at most; persisted in `outbox.json`.
 ///
 /// Every change is written atomically before the method returns; if the
 /// write fails the in-memory queue is left unchanged too. Retries back off
@@ -146,8 +174,62 @@ impl Outbox {
             event,
             attempts: 0,
             next_attempt_at: now,
+            queued_at: now,
+            delivered: Vec::new(),
         });
         self.commit(entries)
+    }
+
+    /// Records that the relay at `url` stored ack `id` (`OK true`). When
+    /// every URL of `relays` (the configured relays) has, the ack leaves
+    /// the outbox.
+    ///
+    /// # Errors
+    /// As [`StateDir::write_atomic`].
+    pub fn delivered(
+        &mut self,
+        id: &[u8; 32],
+        url: &str,
+        relays: &[&str],
+    ) -> Result<Delivery, StateError> {
+        let mut entries = self.entries.clone();
+        let Some(at) = entries.iter().position(|e| &e.event.id == id) else {
+            return Ok(Delivery::NotQueued);
+        };
+        let entry = &mut entries[at];
+        if !entry.delivered.iter().any(|u| u == url) {
+            entry.delivered.push(url.to_owned());
+        }
+        let complete = relays
+            .iter()
+            .all(|r| entry.delivered.iter().any(|u| u == r));
+        if complete {
+            entries.remove(at);
+        }
+        self.commit(entries)?;
+        Ok(if complete {
+            Delivery::Complete
+        } else {
+            Delivery::Partial
+        })
+    }
+
+    /// Drops the acks queued more than [`OUTBOX_DELIVERY_SECS`] before
+    /// `now` (unix seconds) and returns them, for a warning.
+    ///
+    /// # Errors
+    /// As [`StateDir::write_atomic`].
+    pub fn expire(&mut self, now: u64) -> Result<Vec<OutboxEntry>, StateError> {
+        let (expired, kept): (Vec<OutboxEntry>, Vec<OutboxEntry>) = self
+            .entries
+            .iter()
+            .cloned()
+            .partition(|e| now > e.queued_at.saturating_add(OUTBOX_DELIVERY_SECS));
+        if expired.is_empty() {
+            return Ok(expired);
+        }
+        self.commit(kept)?;
+        Ok(expired)
     }
 
     /// The entries due at `now` (unix seconds): `next_attempt_at <= now`, in
@@ -228,8 +310,11 @@ impl Outbox {
             out.push_str("\n{\"event\":");
             out.push_str(&entry.event.to_json());
             out.push_str(&format!(
-                ",\"attempts\":{},\"next_attempt_at\":{}}}",
-                entry.attempts, entry.next_attempt_at
+                ",\"attempts\":{},\"next_attempt_at\":{},\"queued_at\":{},\"delivered\":{}}}",
+                entry.attempts,
+                entry.next_attempt_at,
+                entry.queued_at,
+                serde_json::Value::from(entry.delivered.clone())
             ));
         }
         out.push_str("\n]\n");
