@@ -911,6 +911,27 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// `n` directive events as relays send them (JSON), each signed by a fresh
+/// key, with escapes (`\"`, `\n`, `\t`) in the content: the fixture of the
+/// parse+verify benches (`agent/benches/parse_verify*.rs`), so every
+/// implementation they compare checks the same events.
+pub fn parse_verify_events(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            directive()
+                .version("v1.2.3")
+                .hash(&"ab".repeat(32))
+                .expiration(1_900_000_000)
+                .created_at(T0 + i as u64)
+                .content(&format!(
+                    "Upgrade to v1.2.3 (\"Aurora\")\nrelease #{i}\tsee notes"
+                ))
+                .sign(&Keys::generate().expect("OS randomness"))
+                .to_json()
+        })
+        .collect()
+}
+
 /// Polls `ok` every 50 ms for up to `within`.
 pub async fn wait_until(within: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;

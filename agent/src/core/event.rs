@@ -398,15 +398,39 @@ pub(crate) fn parse_hex<const N: usize>(s: &str, field: Field) -> Result<[u8; N]
     if s.len() != 2 * N {
         return Err(bad(HexProblem::Length { found: s.len() }));
     }
-    if let Some(position) = s
-        .bytes()
-        .position(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(bad(HexProblem::Character { position }));
-    }
+    // Decode and check in one pass without a branch per character: a byte
+    // that is not a lowercase hex digit sets NOT_HEX in `invalid`, and only
+    // then is the input searched for the first such byte.
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|_| bad(HexProblem::Character { position: 0 }))?;
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        if let &[high, low] = pair {
+            let (high, low) = (hex_digit(high), hex_digit(low));
+            invalid |= high | low;
+            *byte = (high << 4) | (low & 0x0f);
+        }
+    }
+    if invalid & NOT_HEX != 0 {
+        let position = s.bytes().position(|b| hex_digit(b) == NOT_HEX);
+        return Err(bad(HexProblem::Character {
+            position: position.unwrap_or(0),
+        }));
+    }
     Ok(out)
+}
+
+/// What [`hex_digit`] gives for a byte that is not a lowercase hex digit;
+/// no digit's value has this bit.
+const NOT_HEX: u8 = 0x80;
+
+/// The value of a lowercase hex digit (NIP-01 hex is lowercase), or
+/// [`NOT_HEX`].
+fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => NOT_HEX,
+    }
 }
 
 // ---- serde plumbing: strict event object ----------------------------------
@@ -673,5 +697,70 @@ impl<'de> Visitor<'de> for TagSeed<'_> {
             return Err(self.invalid(TagProblem::Empty));
         }
         Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `parse_hex` as it was before it decoded and checked in one pass.
+    fn parse_hex_reference(s: &str) -> Result<[u8; 32], Error> {
+        let bad = |problem| Error::BadHex {
+            field: Field::Id,
+            expected_len: 64,
+            problem,
+        };
+        if s.len() != 64 {
+            return Err(bad(HexProblem::Length { found: s.len() }));
+        }
+        if let Some(position) = s
+            .bytes()
+            .position(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(HexProblem::Character { position }));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).unwrap();
+        Ok(out)
+    }
+
+    #[test]
+    fn parse_hex_decodes_lowercase_only() {
+        let all: String = (0..=255u8).map(|b| format!("{b:02x}")).collect();
+        let bytes: [u8; 128] = parse_hex(&all[..256], Field::Sig).unwrap();
+        assert!(bytes.iter().copied().eq(0..128));
+        let bytes: [u8; 128] = parse_hex(&all[256..], Field::Sig).unwrap();
+        assert!(bytes.iter().copied().eq(128..=255));
+        for bad in ['A', 'F', 'g', '/', ':', '`', ' ', '\0'] {
+            for at in [0, 1, 62, 63] {
+                let mut s = "0".repeat(64);
+                s.replace_range(at..=at, &bad.to_string());
+                assert_eq!(
+                    parse_hex::<32>(&s, Field::Id),
+                    parse_hex_reference(&s),
+                    "{s}"
+                );
+            }
+        }
+        // A multi-byte character: the position is in bytes.
+        let s = format!("{}é{}", "a".repeat(10), "b".repeat(52));
+        assert_eq!(parse_hex::<32>(&s, Field::Id), parse_hex_reference(&s));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+            #[test]
+            fn parse_hex_agrees_with_check_then_decode(
+                s in "([0-9a-f]{0,70}|[0-9a-fA-Fg-z/:`@\u{e9}]{62,66}|[0-9a-f]{20}[^0-9a-f][0-9a-f]{43})"
+            ) {
+                prop_assert_eq!(parse_hex::<32>(&s, Field::Id), parse_hex_reference(&s));
+            }
+        }
     }
 }

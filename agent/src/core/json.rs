@@ -13,7 +13,8 @@ use crate::core::error::Error;
 /// escapes of lone UTF-16 surrogates (which decode to no character).
 ///
 /// Returns the input as `&str`. Depth counts `[` and `{` outside strings; the
-/// scan is one pass over the bytes and allocates nothing.
+/// scan is one pass over the bytes, skips from one byte that matters to the
+/// next, and allocates nothing.
 pub(crate) fn precheck<'a>(
     bytes: &'a [u8],
     what: &'static str,
@@ -31,52 +32,107 @@ pub(crate) fn precheck<'a>(
         offset: e.valid_up_to(),
     })?;
     let mut depth = 0usize;
-    let mut in_string = false;
-    // Offset of a `\uD800`-`\uDBFF` escape still waiting for its low half.
-    let mut high_surrogate: Option<usize> = None;
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if in_string {
-            let unit = match (b, bytes.get(i + 1)) {
-                (b'\\', Some(b'u')) => bytes.get(i + 2..i + 6).and_then(hex4),
-                _ => None,
-            };
-            match (unit, high_surrogate) {
-                (Some(0xd800..=0xdbff), None) => high_surrogate = Some(i),
-                (Some(0xdc00..=0xdfff), Some(_)) => high_surrogate = None,
-                (Some(0xd800..=0xdfff), pending) | (_, pending @ Some(_)) => {
-                    return Err(Error::LoneSurrogate {
-                        offset: pending.unwrap_or(i),
-                    })
-                }
-                _ => {}
-            }
-            i += match b {
-                b'\\' if unit.is_some() => 6,
-                b'\\' => 2,
-                b'"' => {
-                    in_string = false;
-                    1
-                }
-                _ => 1,
-            };
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
+    // Outside strings only quotes and brackets matter.
+    while let Some(skip) = bytes.get(i..).and_then(|rest| {
+        rest.iter()
+            .position(|&b| matches!(b, b'"' | b'[' | b'{' | b']' | b'}'))
+    }) {
+        i += skip;
+        match bytes.get(i) {
+            Some(b'"') => i = string_end(bytes, i + 1)?,
+            Some(b'[' | b'{') => {
                 depth += 1;
                 if depth > max_depth {
                     return Err(Error::TooDeep { max: max_depth });
                 }
+                i += 1;
             }
             // Unbalanced closers are left to the JSON parser to report.
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+            _ => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
         }
-        i += 1;
     }
     Ok(text)
+}
+
+/// From just after a string's opening quote, the offset just after its
+/// closing quote, or the length of `bytes` if it has none. Inside a string
+/// only escapes matter: a `\u` escape of a UTF-16 high surrogate must be
+/// followed at once by one of a low surrogate, and a low surrogate must
+/// follow a high one; [`Error::LoneSurrogate`] gives the offset of the
+/// escape that breaks the rule (the high one, if it is unpaired).
+fn string_end(bytes: &[u8], mut i: usize) -> Result<usize, Error> {
+    while let Some(skip) = bytes.get(i..).and_then(find_special) {
+        i += skip;
+        match bytes.get(i) {
+            Some(b'"') => return Ok(i + 1),
+            Some(b'\\') => {}
+            // A raw control character: the JSON parser rejects it.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += match escaped_unit(bytes, i) {
+            Some(0xd800..=0xdbff) => match escaped_unit(bytes, i + 6) {
+                Some(0xdc00..=0xdfff) => 12,
+                // Input that ends here is left to the JSON parser.
+                _ if bytes.get(i + 6).is_none() => 6,
+                _ => return Err(Error::LoneSurrogate { offset: i }),
+            },
+            Some(0xdc00..=0xdfff) => return Err(Error::LoneSurrogate { offset: i }),
+            Some(_) => 6,
+            // Any other escape is two bytes.
+            None => 2,
+        };
+    }
+    Ok(bytes.len())
+}
+
+/// The UTF-16 code unit of a `\uXXXX` escape at offset `i`, if there is one.
+fn escaped_unit(bytes: &[u8], i: usize) -> Option<u16> {
+    match bytes.get(i..i + 2) {
+        Some(b"\\u") => bytes.get(i + 2..i + 6).and_then(hex4),
+        _ => None,
+    }
+}
+
+/// The offset of the first byte in `bytes` that a JSON string cannot hold
+/// as it is: a control character (below 0x20), `"` or `\\`. Looks at eight
+/// bytes at a time: most of an event is long strings (hex, content) with
+/// none of these.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte of `word` that is below `n` (n <= 0x80). A
+    // borrow can also set it in a byte above one that is really below `n`,
+    // never in one before it, so the lowest bit set is exact.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH_BITS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else {
+            break;
+        };
+        // A byte equal to `c` is a zero byte of `word ^ (ONES * c)`.
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let hits = below(word, 0x20) | below(quote, 1) | below(backslash, 1);
+        if hits != 0 {
+            // Bytes were read little-endian: the first in memory is lowest.
+            return Some(offset + (hits.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    bytes
+        .get(offset..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|p| offset + p)
 }
 
 /// Four ASCII hex digits as a UTF-16 code unit.
@@ -232,10 +288,7 @@ pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
     let hex = |n: u8| if n < 10 { b'0' + n } else { b'a' + n - 10 };
     out.push(b'"');
     let mut rest = s.as_bytes();
-    while let Some(pos) = rest
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
+    while let Some(pos) = find_special(rest) {
         let (plain, tail) = rest.split_at(pos);
         out.extend_from_slice(plain);
         let Some((&b, tail)) = tail.split_first() else {
@@ -320,5 +373,153 @@ mod tests {
             precheck(b"[\"\xff\"]", "x", 100, 3),
             Err(Error::InvalidUtf8 { offset: 2 })
         );
+    }
+
+    #[test]
+    fn find_special_at_every_offset_of_a_word() {
+        for special in [b'"', b'\\', 0x00, 0x1f] {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    // Bytes just beside the special ones, and above 0x7f.
+                    bytes
+                        .iter_mut()
+                        .skip(at + 1)
+                        .step_by(2)
+                        .for_each(|b| *b = 0x20);
+                    bytes
+                        .iter_mut()
+                        .skip(at + 2)
+                        .step_by(2)
+                        .for_each(|b| *b = 0xff);
+                    assert_eq!(
+                        find_special(&bytes),
+                        Some(at),
+                        "{special:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert_eq!(find_special(b"!#[]^_`~ \x7f\xc3\xa9abcdefgh"), None);
+    }
+
+    /// The scan `precheck` made before it learnt to skip (one byte at a
+    /// time), kept as the reference the faster one must agree with.
+    fn precheck_bytewise(bytes: &[u8], max_depth: usize) -> Result<(), Error> {
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut high_surrogate: Option<usize> = None;
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if in_string {
+                let unit = match (b, bytes.get(i + 1)) {
+                    (b'\\', Some(b'u')) => bytes.get(i + 2..i + 6).and_then(hex4),
+                    _ => None,
+                };
+                match (unit, high_surrogate) {
+                    (Some(0xd800..=0xdbff), None) => high_surrogate = Some(i),
+                    (Some(0xdc00..=0xdfff), Some(_)) => high_surrogate = None,
+                    (Some(0xd800..=0xdfff), pending) | (_, pending @ Some(_)) => {
+                        return Err(Error::LoneSurrogate {
+                            offset: pending.unwrap_or(i),
+                        })
+                    }
+                    _ => {}
+                }
+                i += match b {
+                    b'\\' if unit.is_some() => 6,
+                    b'\\' => 2,
+                    b'"' => {
+                        in_string = false;
+                        1
+                    }
+                    _ => 1,
+                };
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(Error::TooDeep { max: max_depth });
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces that make the cases the scans treat differently: quotes,
+        /// brackets, escapes of every kind of surrogate, other escapes,
+        /// control and multi-byte characters, plain runs longer than a word.
+        const PIECES: &[&str] = &[
+            "\"",
+            "\\",
+            "\\\"",
+            "\\\\",
+            "\\u",
+            "\\ud800",
+            "\\uDBFF",
+            "\\udc00",
+            "\\uDFFF",
+            "\\ud83d\\ude00",
+            "\\u0041",
+            "\\uD7FF",
+            "\\uE000",
+            "\\u12",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            ":",
+            "a",
+            "0123456789abcdef",
+            " ",
+            "\u{1}",
+            "\n",
+            "é",
+            "😀",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+            #[test]
+            fn precheck_agrees_with_the_bytewise_scan(
+                pieces in proptest::collection::vec(0..PIECES.len(), 0..40),
+                max_depth in 0usize..5,
+            ) {
+                let text: String = pieces.iter().filter_map(|&i| PIECES.get(i).copied()).collect();
+                prop_assert_eq!(
+                    precheck(text.as_bytes(), "x", 10_000, max_depth).map(|_| ()),
+                    precheck_bytewise(text.as_bytes(), max_depth),
+                    "{:?}", text
+                );
+            }
+
+            #[test]
+            fn find_special_agrees_with_a_plain_search(
+                bytes in proptest::collection::vec(prop_oneof![
+                    4 => 0x20u8..0x7f,
+                    1 => Just(b'"'),
+                    1 => Just(b'\\'),
+                    1 => 0u8..0x20,
+                    1 => 0x7fu8..=0xff,
+                ], 0..40),
+            ) {
+                let plain = bytes.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\');
+                prop_assert_eq!(find_special(&bytes), plain);
+            }
+        }
     }
 }
