@@ -553,6 +553,48 @@ fn outbox_backs_off_and_removes_acknowledged_acks() {
 }
 
 #[test]
+fn outbox_keeps_an_ack_until_every_relay_stored_it_or_seven_days_passed() {
+    use qube_agent::state::{Delivery, OUTBOX_DELIVERY_SECS};
+    let (_dir, state) = state();
+    let mut outbox = state.outbox().unwrap();
+    let a = ack().created_at(NOW).version("v1.0.0").sign(&keys(9));
+    let b = ack().created_at(NOW).version("v2.0.0").sign(&keys(9));
+    outbox.push(a.clone(), NOW).unwrap();
+    outbox.push(b.clone(), NOW + 10).unwrap();
+    let relays = ["ws://r1", "ws://r2"];
+    assert_eq!(
+        outbox.delivered(&a.id, "ws://r1", &relays).unwrap(),
+        Delivery::Partial
+    );
+    // The same relay again changes nothing.
+    assert_eq!(
+        outbox.delivered(&a.id, "ws://r1", &relays).unwrap(),
+        Delivery::Partial
+    );
+    assert_eq!(outbox.entries()[0].delivered, ["ws://r1"]);
+    // Persisted with the delivery record.
+    assert_eq!(state.outbox().unwrap().entries(), outbox.entries());
+    assert_eq!(
+        outbox.delivered(&a.id, "ws://r2", &relays).unwrap(),
+        Delivery::Complete
+    );
+    assert_eq!(
+        outbox.delivered(&a.id, "ws://r2", &relays).unwrap(),
+        Delivery::NotQueued
+    );
+    assert_eq!(outbox.len(), 1);
+    // b is retried for 7 days from when it was queued, then dropped.
+    assert!(outbox
+        .expire(NOW + 10 + OUTBOX_DELIVERY_SECS)
+        .unwrap()
+        .is_empty());
+    let expired = outbox.expire(NOW + 11 + OUTBOX_DELIVERY_SECS).unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].event.id, b.id);
+    assert!(state.outbox().unwrap().is_empty());
+}
+
+#[test]
 fn outbox_accepts_only_acks_and_refuses_a_corrupt_file() {
     let (_dir, state) = state();
     let mut outbox = state.outbox().unwrap();

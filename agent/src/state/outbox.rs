@@ -193,10 +193,9 @@ impl Outbox {
         relays: &[&str],
     ) -> Result<Delivery, StateError> {
         let mut entries = self.entries.clone();
-        let Some(at) = entries.iter().position(|e| &e.event.id == id) else {
+        let Some(entry) = entries.iter_mut().find(|e| &e.event.id == id) else {
             return Ok(Delivery::NotQueued);
         };
-        let entry = &mut entries[at];
         if !entry.delivered.iter().any(|u| u == url) {
             entry.delivered.push(url.to_owned());
         }
@@ -204,7 +203,7 @@ impl Outbox {
             .iter()
             .all(|r| entry.delivered.iter().any(|u| u == r));
         if complete {
-            entries.remove(at);
+            entries.retain(|e| &e.event.id != id);
         }
         self.commit(entries)?;
         Ok(if complete {
