@@ -149,6 +149,28 @@ pub enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// Start a new journal after it was lost; saved proposals never run here.
+    ///
+    /// `run` refuses to start when the state directory has saved
+    /// directives, acknowledgements or an installed version but no journal:
+    /// it could run the last voted action again. After restoring from a
+    /// backup fails, `reset` writes a new journal in which each proposal of
+    /// the saved directives (expired ones too) is recorded as a failure
+    /// `reset: REASON`, so none of them runs here again. It never replaces
+    /// an existing journal and needs the agent stopped (it takes the state
+    /// lock). Exit status: 0 when the journal was written; 1 otherwise.
+    #[command(
+        after_help = "Example: qube-agent reset --config /etc/qube-agent/config.toml --reason \"disk replaced, journal lost\""
+    )]
+    Reset {
+        /// The agent's TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+        /// Why, recorded in the journal (1 to 200 characters, no control
+        /// characters).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Write the man pages and shell completions built into this binary to a
     /// directory, for packaging (see docs/RELEASE.md).
     #[command(hide = true)]

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         } => qube_agent::worker::process_main(&ports, allow_unsandboxed),
         Command::SandboxProbe(args) => sandbox_probe(*args),
         Command::Status { config, json } => status(&config, json),
+        Command::Reset { config, reason } => reset(&config, &reason),
         Command::Journal {
             config,
             json,
@@ -154,6 +155,48 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             }
             for warning in warnings {
                 let _ = writeln!(stderr, "warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let _ = writeln!(stderr, "error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reset`: a new journal after the old one was lost.
+fn reset(path: &std::path::Path, reason: &str) -> ExitCode {
+    let mut stderr = std::io::stderr().lock();
+    let chars = reason.chars().count();
+    if chars == 0
+        || chars > qube_agent::monitor::MAX_REASON_CHARS
+        || reason.chars().any(char::is_control)
+    {
+        let _ = writeln!(
+            stderr,
+            "error: --reason must be 1 to {} characters without control characters",
+            qube_agent::monitor::MAX_REASON_CHARS
+        );
+        return ExitCode::FAILURE;
+    }
+    let config = match Config::load(path) {
+        Ok((config, _warnings)) => config,
+        Err(err) => {
+            let _ = writeln!(stderr, "error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match qube_agent::monitor::reset(&config, reason, qube_agent::now()) {
+        Ok(proposals) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "started a new journal; {} proposal(s) recorded as never to run on this node:",
+                proposals.len()
+            );
+            for p in proposals {
+                let _ = writeln!(stdout, "  {p}");
             }
             ExitCode::SUCCESS
         }

@@ -482,3 +482,88 @@ async fn a_relay_that_was_down_gets_the_ack_when_it_comes_back() {
     assert!(empty, "{:?}", status(&config).map(|s| s.outbox));
     assert_eq!(node.runs().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_journal_stops_the_agent_until_a_journaled_reset() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = slow_hook(0);
+    let toml = node.config_toml(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2, "", "");
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let mut agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || journal_outcomes(&node).len()
+            == 1)
+        .await
+    );
+    agent.terminate();
+    assert_eq!(agent.wait(Duration::from_secs(5)).unwrap().code(), Some(0));
+
+    // The journal is lost; the quorum still stands on the relay.
+    let journal = node
+        .dir
+        .path()
+        .join("state")
+        .join(qube_agent::state::JOURNAL_FILE);
+    std::fs::remove_file(&journal).unwrap();
+    let mut refused = Agent::start(&node, &toml);
+    let exit = refused.wait(Duration::from_secs(10)).expect("did not exit");
+    assert_eq!(exit.code(), Some(1));
+    let log = refused.log();
+    assert!(
+        log.contains("journal") && log.contains("is missing") && log.contains("qube-agent reset"),
+        "{log}"
+    );
+    assert!(!journal.exists(), "the refused start created a journal");
+
+    let config_path = node.dir.path().join("config.toml");
+    let reset = |reason: &str| {
+        Command::new(AGENT)
+            .args(["reset", "--config"])
+            .arg(&config_path)
+            .args(["--reason", reason])
+            .output()
+            .unwrap()
+    };
+    let bad = reset("");
+    assert_eq!(bad.status.code(), Some(1));
+    let out = reset("disk replaced");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 proposal(s)") && text.contains("1.2.3"),
+        "{text}"
+    );
+    // It never replaces a journal.
+    let again = reset("twice");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(
+        journal_outcomes(&node),
+        [("v1.2.3".to_owned(), "failure".to_owned())]
+    );
+
+    // Now it starts, and the standing quorum does not run again.
+    let mut after = Agent::start(&node, &toml);
+    wait_deciding(&config, &after).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        node.runs().len(),
+        1,
+        "ran again after the reset:\n{}",
+        after.log()
+    );
+    after.terminate();
+    assert_eq!(after.wait(Duration::from_secs(5)).unwrap().code(), Some(0));
+}

@@ -117,6 +117,7 @@ const PAGES: &[&str] = &[
     "man/man1/qube-agent-check-config.1",
     "man/man1/qube-agent-status.1",
     "man/man1/qube-agent-journal.1",
+    "man/man1/qube-agent-reset.1",
     "man/man5/qube-agent.toml.5",
 ];
 
@@ -247,6 +248,7 @@ fn bash_completion_completes_commands_and_their_options() {
         "check-config",
         "status",
         "journal",
+        "reset",
         "--version",
         "--json",
     ] {

@@ -5,7 +5,8 @@
 //! the quorum-completing directive to the hook's first instruction
 //! (median, minimum, maximum), the flood's rate, the signature checks the
 //! flooding relay cost (from the agent's own relay counters), and the peak
-//! RSS of the worker process. Run it twice to compare: with the flood
+//! RSS of the monitor process (`qube-monitor`, what `qube-agent run` runs)
+//! and of its sandboxed worker. Run it twice to compare: with the flood
 //! (default) and without (`QUBE_BENCH_FLOOD=0`).
 //!
 //! Run: `cargo bench -p qube-e2e --bench quorum_under_flood`.
@@ -81,9 +82,22 @@ async fn flooding_relay(frames: Vec<Message>, sent: Arc<AtomicU64>) -> String {
     url
 }
 
-/// Peak RSS (VmHWM) of our child processes named qube-worker, KiB.
-fn worker_peak_rss_kib() -> Option<u64> {
-    let me = std::process::id().to_string();
+/// Peak RSS (VmHWM) of process `pid`, KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Peak RSS (VmHWM) of the children of `parent` named qube-worker, KiB.
+fn worker_peak_rss_kib(parent: u32) -> Option<u64> {
+    let me = parent.to_string();
     let mut peak = None;
     for entry in std::fs::read_dir("/proc").ok()? {
         let path = entry.ok()?.path();
@@ -143,8 +157,26 @@ async fn main() {
     )
     .unwrap();
     let relay_refs: Vec<&str> = relays.iter().map(String::as_str).collect();
-    let config = node.config(&relay_refs, &[&gov[0], &gov[1], &gov[2]], 2);
-    let _agent = start_agent(config.clone());
+    let voters = [&gov[0], &gov[1], &gov[2]];
+    let config = node.config(&relay_refs, &voters, 2);
+    // The monitor as a process of its own (what `qube-agent run` runs),
+    // with the real sandboxed worker, so that each one's memory is its own.
+    let config_path = node.dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        node.config_toml(&relay_refs, &voters, 2, "", ""),
+    )
+    .unwrap();
+    let monitor = std::process::Command::new(env!("CARGO_BIN_EXE_qube-monitor"))
+        .arg(&config_path)
+        .arg(env!("CARGO_BIN_EXE_qube-worker"))
+        .arg("worker")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Monitor)
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let publisher = keys(9);
@@ -200,8 +232,26 @@ async fn main() {
             );
         }
     }
-    match worker_peak_rss_kib() {
-        Some(kib) => println!("worker peak RSS: {:.1} MiB", kib as f64 / 1024.0),
-        None => println!("worker peak RSS: not found"),
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let pid = monitor.0.id();
+    match (peak_rss_kib(pid), worker_peak_rss_kib(pid)) {
+        (Some(m), Some(w)) => println!(
+            "peak RSS: monitor {:.1} MiB + worker {:.1} MiB = {:.1} MiB",
+            mib(m),
+            mib(w),
+            mib(m + w)
+        ),
+        other => println!("peak RSS: not found ({other:?})"),
+    }
+}
+
+/// The monitor process; killed (by its pid) and reaped when dropped, also
+/// when a round fails. Its worker ends when the monitor's pipe closes.
+struct Monitor(std::process::Child);
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

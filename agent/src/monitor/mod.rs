@@ -17,6 +17,7 @@
 mod act;
 pub mod exec;
 pub(crate) mod requests;
+mod reset;
 mod resolve;
 mod spawn;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use self::requests::{Permits, Phase, Request, Violation};
+pub use self::reset::{reset, MAX_REASON_CHARS};
 use self::resolve::Resolutions;
 pub use self::spawn::WorkerMode;
 use self::spawn::{restart_delay, spawn_worker, ToWorker};
@@ -122,6 +124,11 @@ pub enum MonitorError {
     Quorum(crate::core::quorum::QuorumError),
     /// Signing failed (the system random number generator).
     Sign(crate::Error),
+    /// The state directory has saved directives, acks or an installed
+    /// version but no journal: the agent cannot know what already ran.
+    JournalMissing(std::path::PathBuf),
+    /// `reset` was asked for a state directory that has a journal.
+    JournalExists(std::path::PathBuf),
 }
 
 impl std::fmt::Display for MonitorError {
@@ -131,6 +138,22 @@ impl std::fmt::Display for MonitorError {
             MonitorError::Journal(e) => write!(f, "journal: {e}"),
             MonitorError::Quorum(e) => write!(f, "quorum: {e}"),
             MonitorError::Sign(e) => write!(f, "signing: {e}"),
+            MonitorError::JournalMissing(path) => write!(
+                f,
+                "the journal {} is missing, but the state directory holds saved directives, \
+                 acknowledgements or an installed version: without the journal this node cannot \
+                 know what already ran here and could run the last voted action again, so it \
+                 refuses to start. Restore the journal from a backup, or run \
+                 `qube-agent reset --config FILE --reason TEXT`, which starts a new journal that \
+                 marks every proposal of the saved directives as never to run on this node",
+                path.display()
+            ),
+            MonitorError::JournalExists(path) => write!(
+                f,
+                "the journal {} exists: reset only starts a journal that is missing (it never \
+                 replaces one; check it with `qube-agent journal --verify`)",
+                path.display()
+            ),
         }
     }
 }
@@ -220,6 +243,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         let lock = state.lock()?;
         (state, Some(lock))
     };
+    if !options.dry_run && !state.journal_path().exists() && state.has_history() {
+        return Err(MonitorError::JournalMissing(state.journal_path()));
+    }
     let keys = if options.dry_run && state.node_public_key(config.node_key())?.is_none() {
         info!("dry run: no node key yet; NIP-42 uses a throwaway key");
         Keys::generate().map_err(MonitorError::Sign)?

@@ -389,6 +389,16 @@ impl StateDir {
         &self.path
     }
 
+    /// Whether this directory has history that only a journal explains:
+    /// saved directives, queued acks or a recorded installed version
+    /// (a node key alone is not: it is made before the journal at first
+    /// start).
+    pub fn has_history(&self) -> bool {
+        [DIRECTIVES_FILE, OUTBOX_FILE, INSTALLED_VERSION_FILE]
+            .iter()
+            .any(|f| self.path.join(f).exists())
+    }
+
     /// The path of the journal file, for [`crate::state::journal::Journal::open`].
     pub fn journal_path(&self) -> PathBuf {
         self.path.join(JOURNAL_FILE)
