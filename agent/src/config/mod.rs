@@ -77,6 +77,8 @@ pub struct Config {
     node_key: Option<NodeKeySource>,
     current_version: Option<Version>,
     d_tag: String,
+    /// `metrics_file`: where the Prometheus text file goes.
+    metrics_file: Option<PathBuf>,
     follows: Vec<Follow>,
     policy: Policy,
     upgrade: Option<Hook>,
@@ -336,6 +338,14 @@ impl Config {
     /// The `d` tag directives must carry; default [`DEFAULT_D_TAG`].
     pub fn d_tag(&self) -> &str {
         &self.d_tag
+    }
+
+    /// `metrics_file`: the absolute path of the Prometheus text-format file
+    /// the agent keeps up to date for node_exporter's textfile collector;
+    /// `None` writes none. The file name should end in `.prom` (the
+    /// collector reads only those).
+    pub fn metrics_file(&self) -> Option<&Path> {
+        self.metrics_file.as_deref()
     }
 
     /// Every follow, voters and observers, in file order.

@@ -60,6 +60,9 @@ impl Config {
         if self.current_version.is_none() {
             notes.push("current_version: not set");
         }
+        if self.metrics_file.is_none() {
+            notes.push("metrics_file: not set, no metrics file");
+        }
         if self.upgrade.is_none() {
             notes.push("[upgrade]: not set");
         }
@@ -84,6 +87,8 @@ struct View<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<&'a str>,
     d_tag: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_file: Option<Cow<'a, str>>,
     follows: Vec<FollowView<'a>>,
     policy: PolicyView,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +151,7 @@ impl<'a> View<'a> {
             }),
             current_version: config.current_version.as_ref().map(|v| v.as_str()),
             d_tag: &config.d_tag,
+            metrics_file: config.metrics_file.as_ref().map(|p| p.to_string_lossy()),
             follows: config.follows.iter().map(FollowView::of).collect(),
             policy: PolicyView {
                 max_future_skew_secs: config.policy.max_future_skew_secs,

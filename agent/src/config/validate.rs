@@ -60,6 +60,11 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             None => Some(NodeKeySource::File(src.absolute_path("node_key", value)?)),
         },
     };
+    let metrics_file = raw
+        .metrics_file
+        .as_ref()
+        .map(|path| src.absolute_path("metrics_file", path))
+        .transpose()?;
     let current_version = match &raw.current_version {
         None => None,
         Some(value) => Some(Version::parse(value.get_ref()).map_err(|err| {
@@ -200,6 +205,7 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             node_key,
             current_version,
             d_tag,
+            metrics_file,
             follows,
             policy,
             upgrade,

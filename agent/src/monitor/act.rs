@@ -110,6 +110,7 @@ impl Monitor {
         let sources = Ack::sources(&directives);
         self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
         self.flush_outbox(to_worker, true);
+        self.action_finished(&proposal, status, error.as_deref(), action_at);
         Ok(())
     }
 
@@ -168,6 +169,7 @@ impl Monitor {
                 journal.append_outcome(seq, Status::Failure, Some("interrupted"), at)?;
             }
             self.queue_ack(&proposal, sources, Status::Failure, Some("interrupted"), at)?;
+            self.action_finished(&proposal, Status::Failure, Some("interrupted"), at);
         }
         Ok(())
     }

@@ -12,13 +12,16 @@
 //! * [`requests`]: the request table, pure;
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
-//! * [`exec`]: running hooks under the execution contract.
+//! * [`exec`]: running hooks under the execution contract;
+//! * `telemetry`, `metrics`: telling the operator (the metrics file).
 
 mod act;
 pub mod exec;
+mod metrics;
 pub(crate) mod requests;
 mod resolve;
 mod spawn;
+mod telemetry;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -29,6 +32,7 @@ use self::requests::{Permits, Phase, Request, Violation};
 use self::resolve::Resolutions;
 pub use self::spawn::WorkerMode;
 use self::spawn::{restart_delay, spawn_worker, ToWorker};
+use self::telemetry::Telemetry;
 use crate::config::Config;
 use crate::core::directive::{DirectiveRules, Proposal};
 use crate::core::event::UnsignedEvent;
@@ -155,6 +159,8 @@ struct Monitor {
     /// runs, so that what runs does not depend on the order in which stored
     /// events happened to arrive.
     deciding: bool,
+    /// Metrics (design section 8b).
+    telemetry: Telemetry,
 }
 
 /// A worker that ran this long before it was ended resets the restart
@@ -225,7 +231,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
             .map_or("unknown".into(), |v| v.to_string()),
         if options.dry_run { ", DRY RUN" } else { "" }
     );
+    let telemetry = Telemetry::new(&config, journal.as_ref(), options.dry_run);
     let mut monitor = Monitor {
+        telemetry,
         config,
         options,
         state,
@@ -331,6 +339,7 @@ impl Monitor {
                     failures = failures.saturating_add(1);
                     self.restarts = self.restarts.saturating_add(1);
                     self.write_runtime();
+                    self.telemetry_tick();
                     tokio::select! {
                         () = tokio::time::sleep(restart_delay(failures)) => continue,
                         () = &mut shutdown => {
@@ -351,7 +360,9 @@ impl Monitor {
             self.flush_outbox(&to_worker, true);
             let ended = loop {
                 let wake = self.next_wake();
+                let telemetry_at = self.telemetry.next_tick();
                 tokio::select! {
+                    () = sleep_until_some(telemetry_at) => {}
                     () = tokio::time::sleep_until(sync_fallback), if !self.deciding => {
                         warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
                         self.deciding = true;
@@ -386,6 +397,7 @@ impl Monitor {
                         }
                     }
                 }
+                self.telemetry_tick();
             };
             worker.stop();
             if started.elapsed() >= HEALTHY_WORKER {
@@ -394,6 +406,7 @@ impl Monitor {
             failures = failures.saturating_add(1);
             self.restarts = self.restarts.saturating_add(1);
             self.write_runtime();
+            self.telemetry_tick();
             let delay = restart_delay(failures);
             error!(
                 "ending the worker: {ended}; restart {} in {} s",
@@ -466,6 +479,7 @@ impl Monitor {
                 let id = directive.event().id_hex();
                 match self.engine.offer(*directive) {
                     Offer::Accepted { .. } => {
+                        self.telemetry.directives.accepted += 1;
                         info!("directive {id} from {url} accepted");
                         if !self.options.dry_run {
                             self.state
@@ -474,7 +488,10 @@ impl Monitor {
                         }
                         self.evaluate(to_worker).await.map_err(HandleError::Fatal)?;
                     }
-                    Offer::Stale { .. } => debug!("directive {id} from {url} is not newer"),
+                    Offer::Stale { .. } => {
+                        self.telemetry.directives.stale += 1;
+                        debug!("directive {id} from {url} is not newer");
+                    }
                     // Unreachable while the engine and the request table
                     // share the config's voters; a violation if they ever
                     // disagree.
@@ -483,7 +500,10 @@ impl Monitor {
                     }
                 }
             }
-            Request::Dropped { reason } => debug!("dropped a forwarded directive: {reason}"),
+            Request::Dropped { reason } => {
+                self.telemetry.directives.future_dated += 1;
+                debug!("dropped a forwarded directive: {reason}");
+            }
             Request::Auth { relay, challenge } => {
                 let url = self.relay_url(relay);
                 let auth = self
@@ -634,6 +654,14 @@ impl From<Violation> for HandleError {
 
 fn violation(why: String) -> HandleError {
     HandleError::Violation(Violation(why))
+}
+
+/// Sleeps until `at`, forever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,277 @@
+//! Telling the operator (design section 8b), end to end: the metrics file
+//! a run leaves behind, read back by an independent Prometheus text-format
+//! parser (`prometheus-parse`), and the example alerting rules in
+//! `deploy/`.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use qube_agent::monitor::{self, RunOptions, WorkerMode};
+use qube_agent::Keys;
+use qube_e2e::*;
+
+/// The metrics file parsed by `prometheus-parse`; `None` while it does
+/// not exist. Every sample line must come back as a sample (the parser
+/// skips what it cannot read, so a dropped line would go unnoticed).
+fn scrape(path: &Path) -> Option<prometheus_parse::Scrape> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let samples = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .count();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert_eq!(scrape.samples.len(), samples, "lines not parsed:\n{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    Some(scrape)
+}
+
+/// The value of the one sample named `metric` whose labels include
+/// `labels`; `None` when there is none. Panics on two matches.
+fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    let sample = found.next()?;
+    assert!(found.next().is_none(), "two samples {metric} {labels:?}");
+    match sample.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => Some(v),
+        ref other => panic!("{metric}: unexpected {other:?}"),
+    }
+}
+
+/// Polls the metrics file until `ok` holds for a parse of it.
+async fn wait_metrics(
+    path: &Path,
+    within: Duration,
+    ok: impl Fn(&prometheus_parse::Scrape) -> bool,
+) -> bool {
+    wait_until(within, || scrape(path).is_some_and(|s| ok(&s))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_file_holds_what_the_run_produced() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    // The hook records its run, then fails.
+    let node = Node::with_hook("exit 3");
+    let metrics = node.dir.path().join("textfile").join("qube_agent.prom");
+    std::fs::create_dir(metrics.parent().unwrap()).unwrap();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        &format!("metrics_file = {metrics:?}"),
+        "",
+    );
+    let agent = start_agent(config);
+    let votes = [("action", "upgrade"), ("version", "v1.2.3"), ("hash", HASH)];
+
+    // Before any vote: the agent, its relay and its worker.
+    assert!(
+        wait_metrics(&metrics, Duration::from_secs(20), |s| {
+            value(s, "qube_agent_relay_connected", &[("relay", &relay.url)]) == Some(1.0)
+                && value(s, "qube_agent_worker_sandbox", &[("level", "full")]).is_some()
+        })
+        .await,
+        "relay or sandbox never shown: {:?}",
+        std::fs::read_to_string(&metrics)
+    );
+    let s = scrape(&metrics).unwrap();
+    assert_eq!(
+        value(
+            &s,
+            "qube_agent_build_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("network", "hqz"),
+                ("node", "pillar-test"),
+                ("pubkey", &hex::encode(node.node_keys.public_key())),
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&s, "qube_agent_quorum", &[]), Some(2.0));
+    assert_eq!(value(&s, "qube_agent_proposal_votes", &votes), None);
+    assert_eq!(value(&s, "qube_agent_last_action_success", &[]), None);
+    assert_eq!(value(&s, "qube_agent_worker_restarts", &[]), Some(0.0));
+    assert_eq!(value(&s, "qube_agent_outbox_pending", &[]), Some(0.0));
+
+    // One vote: counted, nothing runs.
+    let d1 = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&gov[0]);
+    assert!(publish(&relay.url, &d1, &keys(9)).await.0);
+    assert!(
+        wait_metrics(&metrics, Duration::from_secs(20), |s| {
+            value(s, "qube_agent_proposal_votes", &votes) == Some(1.0)
+        })
+        .await,
+        "one vote never shown: {:?}",
+        std::fs::read_to_string(&metrics)
+    );
+    let s = scrape(&metrics).unwrap();
+    assert_eq!(
+        value(&s, "qube_agent_directives", &[("result", "accepted")]),
+        Some(1.0)
+    );
+
+    // The second vote: quorum, the hook runs and fails.
+    let d2 = directive()
+        .created_at(now())
+        .version("v1.2.3")
+        .sign(&gov[1]);
+    assert!(publish(&relay.url, &d2, &keys(9)).await.0);
+    let last = [("action", "upgrade"), ("version", "v1.2.3")];
+    assert!(
+        wait_metrics(&metrics, Duration::from_secs(20), |s| {
+            value(s, "qube_agent_last_action_success", &last).is_some()
+        })
+        .await,
+        "the action never shown: {:?}",
+        std::fs::read_to_string(&metrics)
+    );
+    assert_eq!(node.runs(), ["upgrade v1.2.3 pillar-test"]);
+    let s = scrape(&metrics).unwrap();
+    assert_eq!(
+        value(&s, "qube_agent_last_action_success", &last),
+        Some(0.0)
+    );
+    let at = value(&s, "qube_agent_last_action_timestamp_seconds", &last).unwrap();
+    assert!((at - now() as f64).abs() < 60.0, "{at}");
+    assert_eq!(value(&s, "qube_agent_proposal_votes", &votes), Some(2.0));
+    assert_eq!(
+        value(&s, "qube_agent_directives", &[("result", "accepted")]),
+        Some(2.0)
+    );
+    assert_eq!(value(&s, "qube_agent_worker_restarts", &[]), Some(0.0));
+    let updated = value(&s, "qube_agent_metrics_updated_timestamp_seconds", &[]).unwrap();
+    assert!((updated - now() as f64).abs() < 60.0, "{updated}");
+    agent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_file_counts_worker_restarts() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = Node::default();
+    let metrics = node.dir.path().join("qube_agent.prom");
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        1,
+        &format!("metrics_file = {metrics:?}"),
+        "",
+    );
+    // A worker that sends a message type the protocol does not have: it is
+    // ended and started again, over and over.
+    let options = RunOptions {
+        dry_run: false,
+        worker: WorkerMode::Process {
+            program: worker_program().with_file_name("fake-worker"),
+            args: vec!["unknown".into()],
+        },
+    };
+    let agent = tokio::spawn(async move { monitor::run(config, options).await.unwrap() });
+    assert!(
+        wait_metrics(&metrics, Duration::from_secs(20), |s| {
+            value(s, "qube_agent_worker_restarts", &[]).is_some_and(|v| v >= 2.0)
+        })
+        .await,
+        "restarts never shown: {:?}",
+        std::fs::read_to_string(&metrics)
+    );
+    // The fake worker reports no sandbox enforcement.
+    let s = scrape(&metrics).unwrap();
+    let restarts = value(&s, "qube_agent_worker_restarts", &[]).unwrap();
+    assert!(restarts >= 2.0 && restarts <= worker_restarts(&node) as f64);
+    agent.abort();
+}
+
+/// The alerting rules shipped in `deploy/` parse as YAML and hold the
+/// three alerts the README names, each with an expression over metrics
+/// the agent writes. (`promtool check rules` does more; it is not on
+/// every machine.)
+#[test]
+fn the_example_alerting_rules_parse_and_name_the_documented_alerts() {
+    let text = include_str!("../../deploy/prometheus-alerts.yml");
+    let doc: serde_norway::Value = serde_norway::from_str(text).unwrap();
+    let groups = doc["groups"].as_sequence().expect("groups");
+    let rules: Vec<&serde_norway::Value> = groups
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules"))
+        .collect();
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "QubeAgentActionFailed",
+            "QubeAgentRelayDown",
+            "QubeAgentStale"
+        ]
+    );
+    for rule in &rules {
+        let expr = rule["expr"].as_str().unwrap();
+        assert!(expr.contains("qube_agent_"), "{expr}");
+        assert!(rule["annotations"]["summary"].as_str().is_some());
+    }
+}
+
+/// `promtool` (Debian package `prometheus`) accepts the shipped rules and
+/// the metrics file of a run: `check metrics` parses it with the Go text
+/// parser node_exporter uses, and lints the names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs promtool (Debian package prometheus); run with --ignored"]
+async fn promtool_accepts_the_rules_and_the_metrics_file() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus-alerts.yml");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(out.status.success(), "{out:?}");
+
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = Node::with_hook("exit 3");
+    let metrics = node.dir.path().join("qube_agent.prom");
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        1,
+        &format!("metrics_file = {metrics:?}"),
+        "",
+    );
+    let agent = start_agent(config);
+    let d1 = directive().created_at(now()).sign(&gov[0]);
+    assert!(publish(&relay.url, &d1, &keys(9)).await.0);
+    assert!(
+        wait_metrics(&metrics, Duration::from_secs(20), |s| {
+            value(s, "qube_agent_last_action_success", &[]).is_some()
+        })
+        .await
+    );
+    agent.abort();
+    let out = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
