@@ -83,7 +83,15 @@ impl Monitor {
         let (status, error) = match hook {
             Some(hook) => {
                 let env = ExecEnv::new(&proposal, &ids, &self.node_id);
-                let outcome = exec::execute(hook, &proposal, &env).await;
+                let running = format!(
+                    "running the {} hook for {}",
+                    proposal.action.as_str(),
+                    proposal.version
+                );
+                let outcome = self
+                    .telemetry
+                    .while_running(&running, exec::execute(hook, &proposal, &env))
+                    .await;
                 (outcome.status, outcome.error)
             }
             None => (

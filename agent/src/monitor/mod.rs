@@ -13,7 +13,8 @@
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
 //! * [`exec`]: running hooks under the execution contract;
-//! * `telemetry`, `metrics`: telling the operator (the metrics file).
+//! * `telemetry`, `metrics`, `systemd`: telling the operator (the metrics
+//!   file, systemd readiness and watchdog).
 
 mod act;
 pub mod exec;
@@ -21,6 +22,7 @@ mod metrics;
 pub(crate) mod requests;
 mod resolve;
 mod spawn;
+mod systemd;
 mod telemetry;
 
 use std::collections::{BTreeSet, HashSet};
@@ -340,8 +342,9 @@ impl Monitor {
                     self.restarts = self.restarts.saturating_add(1);
                     self.write_runtime();
                     self.telemetry_tick();
+                    let delay = restart_delay(failures);
                     tokio::select! {
-                        () = tokio::time::sleep(restart_delay(failures)) => continue,
+                        () = self.telemetry.while_running("starting the worker again", tokio::time::sleep(delay)) => continue,
                         () = &mut shutdown => {
                             info!("shutting down");
                             return Ok(());
@@ -415,7 +418,7 @@ impl Monitor {
             );
             // SIGTERM is acted on while waiting, too.
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = self.telemetry.while_running("starting the worker again", tokio::time::sleep(delay)) => {}
                 () = &mut shutdown => {
                     info!("shutting down");
                     return Ok(());

@@ -1,12 +1,16 @@
 //! Telling the operator (design section 8b): the metrics file
-//! ([`super::metrics`]). The monitor calls in here at one place per event
+//! ([`super::metrics`]) and systemd readiness, watchdog and status
+//! ([`super::systemd`]). The monitor calls in here at one place per event
 //! (a directive offered, an action finished, an iteration of the serve
 //! loop); nothing here blocks the serve loop for long: the metrics file is
-//! a small local write.
+//! a small local write, notifications go through a queue.
 //!
 //! Nothing is written in a dry run, which may run beside the agent.
 
+use std::future::Future;
+
 use super::metrics::{DirectiveCounts, LastAction, MetricsFile, RelaySample, Snapshot};
+use super::systemd::Notifier;
 use super::Monitor;
 use crate::config::Config;
 use crate::core::ack::Status;
@@ -24,6 +28,15 @@ pub(super) struct Telemetry {
     last_action: Option<LastAction>,
     /// `metrics_file`, unless unset or in a dry run.
     metrics: Option<MetricsFile>,
+    /// The service manager, when `NOTIFY_SOCKET` is set (never in a dry
+    /// run).
+    notifier: Option<Notifier>,
+    /// `READY=1` was sent (once per agent, not per worker).
+    ready_sent: bool,
+    /// The last `STATUS=` sent.
+    status: String,
+    /// When `WATCHDOG=1` is due next.
+    next_watchdog: Option<tokio::time::Instant>,
 }
 
 /// The last outcome in `journal` and the proposal it belongs to.
@@ -57,7 +70,15 @@ impl Telemetry {
     /// Telemetry for `config`; the last action comes from `journal`
     /// (`None` in a dry run, which also writes nothing).
     pub(super) fn new(config: &Config, journal: Option<&Journal>, dry_run: bool) -> Telemetry {
+        let notifier = if dry_run { None } else { Notifier::from_env() };
         Telemetry {
+            next_watchdog: notifier
+                .as_ref()
+                .and_then(Notifier::watchdog_interval)
+                .map(|_| tokio::time::Instant::now()),
+            notifier,
+            ready_sent: false,
+            status: String::new(),
             started_at: crate::now(),
             directives: DirectiveCounts::default(),
             last_action: journal.and_then(last_outcome),
@@ -71,10 +92,44 @@ impl Telemetry {
     /// When the serve loop must call [`Monitor::telemetry_tick`] again
     /// although nothing happened: the metrics refresh.
     pub(super) fn next_tick(&self) -> Option<tokio::time::Instant> {
-        self.metrics
+        let refresh = self
+            .metrics
             .as_ref()
             .and_then(MetricsFile::refresh_at)
-            .map(tokio::time::Instant::from_std)
+            .map(tokio::time::Instant::from_std);
+        [refresh, self.next_watchdog].into_iter().flatten().min()
+    }
+
+    /// Sends `WATCHDOG=1` if it is due.
+    fn watchdog(&mut self) {
+        let (Some(notifier), Some(due)) = (&self.notifier, self.next_watchdog) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if now >= due {
+            notifier.watchdog();
+            self.next_watchdog = notifier.watchdog_interval().map(|i| now + i);
+        }
+    }
+
+    /// Awaits `work` (a hook run, a restart delay) while keeping the
+    /// watchdog fed and `STATUS=` set to `status`: the serve loop is
+    /// legitimately busy, not stuck, and `work` has its own time limit.
+    pub(super) async fn while_running<F: Future>(&self, status: &str, work: F) -> F::Output {
+        let Some(notifier) = &self.notifier else {
+            return work.await;
+        };
+        notifier.status(status);
+        let Some(interval) = notifier.watchdog_interval() else {
+            return work.await;
+        };
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                () = tokio::time::sleep(interval) => notifier.watchdog(),
+            }
+        }
     }
 }
 
@@ -122,6 +177,8 @@ impl Monitor {
     /// after every iteration of the serve loop): the metrics file is
     /// written if a value changed or its refresh is due.
     pub(super) fn telemetry_tick(&mut self) {
+        self.telemetry.watchdog();
+        self.notify_status();
         if self.telemetry.metrics.is_none() {
             return;
         }
@@ -129,6 +186,58 @@ impl Monitor {
         if let Some(metrics) = self.telemetry.metrics.as_mut() {
             metrics.update(&snapshot, crate::now());
         }
+    }
+
+    /// The one-line `STATUS=`: relays, sandbox, votes, last action,
+    /// restarts.
+    fn status_line(&self) -> String {
+        let connected = self.relays.iter().filter(|r| r.connected).count();
+        let sandbox = self.sandbox.map_or("not reported", |s| s.as_str());
+        let voters: std::collections::BTreeSet<&[u8; 32]> =
+            self.engine.directives().map(|d| d.author()).collect();
+        let last = self.telemetry.last_action.as_ref().map_or_else(
+            || "no action yet".to_owned(),
+            |a| {
+                format!(
+                    "last action {} {} {}",
+                    a.proposal.action.as_str(),
+                    a.proposal.version,
+                    a.status.as_str()
+                )
+            },
+        );
+        crate::core::text::printable(
+            &format!(
+                "{connected}/{} relays connected; sandbox {sandbox}; {} voters with a current directive; {last}; {} worker restarts",
+                self.relays.len(),
+                voters.len(),
+                self.restarts
+            ),
+            256,
+        )
+    }
+
+    /// `READY=1` once the current worker reported its sandbox and the
+    /// relays' stored directives are in (or the sync deadline passed);
+    /// `STATUS=` whenever the summary changes.
+    fn notify_status(&mut self) {
+        if self.telemetry.notifier.is_none() {
+            return;
+        }
+        let ready = !self.telemetry.ready_sent && self.sandbox.is_some() && self.deciding;
+        let status = self.status_line();
+        if !ready && status == self.telemetry.status {
+            return;
+        }
+        if let Some(notifier) = &self.telemetry.notifier {
+            if ready {
+                notifier.ready(&status);
+                self.telemetry.ready_sent = true;
+            } else {
+                notifier.status(&status);
+            }
+        }
+        self.telemetry.status = status;
     }
 
     /// A hook run ended (or was found interrupted at start) with `status`
