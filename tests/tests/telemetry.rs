@@ -275,3 +275,173 @@ async fn promtool_accepts_the_rules_and_the_metrics_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A process this test started; sent SIGTERM and waited for when ended
+/// or dropped (a failing test leaves nothing running).
+struct Ended(std::process::Child);
+
+impl Ended {
+    fn end(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// The latest heartbeat of `node` on `url`, checked by rust-nostr (an
+/// independent implementation): its id and BIP-340 signature verify.
+async fn heartbeat_on(
+    url: &str,
+    node: &[u8; 32],
+) -> Option<(qube_agent::Event, serde_json::Value)> {
+    use nostr_relay_builder::prelude::JsonUtil;
+    let filter = qube_agent::Filter {
+        kinds: vec![30078],
+        authors: vec![*node],
+        ..qube_agent::Filter::default()
+    };
+    let event = fetch_one(url, filter, Duration::from_secs(2)).await?;
+    let theirs = nostr_relay_builder::prelude::Event::from_json(event.to_json()).unwrap();
+    theirs.verify().expect("rust-nostr verifies the heartbeat");
+    let content = serde_json::from_str(&event.content).unwrap();
+    Some((event, content))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_reach_a_relay_that_takes_them_and_skip_one_that_refuses() {
+    // `strict` takes only qubestr's kinds; `open` takes kind 30078 too.
+    let strict = start_strict_relay().await;
+    let open = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    let node = Node::default();
+    let dir = node.dir.path();
+    let config = dir.join("config.toml");
+    let heartbeat = format!(
+        "[heartbeat]\nrelays = [{:?}, {:?}]\ninterval_secs = 2\n",
+        strict.url, open.url
+    );
+    let toml = node.config_toml(
+        &[&strict.url, &open.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        2,
+        &heartbeat,
+        "",
+    );
+    std::fs::write(&config, &toml).unwrap();
+    let config_sha256 = hex::encode(qube_agent::artifact::sha256_file(&config).unwrap());
+    let log = dir.join("monitor.log");
+    let program = worker_program();
+    // The monitor as its own process, with the real sandboxed worker, so
+    // the test can read its log.
+    let mut monitor = Ended(
+        std::process::Command::new(program.with_file_name("qube-monitor"))
+            .arg(&config)
+            .arg(&program)
+            .args(["worker", "--allow-unsandboxed"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let node_pk = node.node_keys.public_key();
+
+    // At start: a heartbeat with an empty journal and the config's hash.
+    let mut first = None;
+    for _ in 0..40 {
+        first = heartbeat_on(&open.url, &node_pk).await;
+        if first.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (event, content) = first.unwrap_or_else(|| panic!("no heartbeat:\n{}", log()));
+    assert_eq!(
+        tag_values(&event, "d"),
+        [format!("qube-agent/hqz/{}", hex::encode(node_pk))]
+    );
+    assert_eq!(content["network"], "hqz");
+    assert_eq!(content["node_id"], "pillar-test");
+    assert_eq!(content["agent_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(content["config_sha256"], config_sha256.as_str());
+    assert!(
+        matches!(
+            content["sandbox"].as_str(),
+            Some("full" | "partial" | "none")
+        ),
+        "{content}"
+    );
+    assert_eq!(content["journal"]["entries"], 0);
+    assert_eq!(content["last_action"], serde_json::Value::Null);
+
+    // An upgrade runs: the next heartbeat carries the new version and the
+    // journal's head.
+    for voter in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(voter);
+        assert!(publish(&open.url, &d, &keys(9)).await.0);
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !node.runs().is_empty()).await,
+        "the hook never ran:\n{}",
+        log()
+    );
+    let mut after = None;
+    for _ in 0..40 {
+        after = heartbeat_on(&open.url, &node_pk)
+            .await
+            .filter(|(_, c)| c["installed_version"] == "1.2.3");
+        if after.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, content) =
+        after.unwrap_or_else(|| panic!("no heartbeat after the upgrade:\n{}", log()));
+    let journal =
+        qube_agent::state::journal::inspect(&dir.join("state").join("journal.jsonl")).unwrap();
+    assert_eq!(journal.records.len(), 2, "started and outcome");
+    assert_eq!(content["journal"]["entries"], 2);
+    assert_eq!(content["journal"]["seq"], 2);
+    assert_eq!(
+        content["journal"]["head"],
+        hex::encode(journal.head).as_str()
+    );
+    assert_eq!(content["last_action"]["version"], "v1.2.3");
+    assert_eq!(content["last_action"]["status"], "success");
+
+    // A few intervals later: the strict relay refused the kind once, was
+    // logged once and skipped since; it stores no heartbeat.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    monitor.end();
+    let log = log();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("refused the heartbeat"))
+        .collect::<Vec<_>>();
+    assert_eq!(refusals.len(), 1, "{log}");
+    assert!(refusals[0].contains(&strict.url), "{log}");
+    let published = log
+        .lines()
+        .filter(|l| l.contains("heartbeat ") && l.contains(" published"))
+        .count();
+    assert!(published >= 3, "{published} heartbeats:\n{log}");
+    assert!(heartbeat_on(&strict.url, &node_pk).await.is_none());
+    // The acknowledgement still reached the strict relay: it was not
+    // skipped for anything else.
+    assert!(
+        fetch_one(&strict.url, ack_filter(&node_pk), Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+}

@@ -31,6 +31,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use crate::core::nip19;
 pub use crate::core::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
@@ -56,6 +57,11 @@ pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 900;
 /// The largest accepted hook `timeout_secs`, in seconds (one day).
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
+/// `heartbeat.interval_secs` when the file does not set it, in seconds
+/// (one hour).
+pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u64 = 3600;
+/// The largest accepted `heartbeat.interval_secs`, in seconds (one day).
+pub const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 86_400;
 /// The longest `network`, `d_tag`, `node_id` or follow `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -86,6 +92,43 @@ pub struct Config {
     /// `[tls] extra_roots`: the file and the DER certificates it held when
     /// the config was read.
     tls_extra_roots: Option<(PathBuf, Vec<Vec<u8>>)>,
+    /// `[heartbeat]`.
+    heartbeat: HeartbeatConfig,
+    /// SHA-256 of the file [`Config::load`] read; `None` from a string.
+    source_sha256: Option<[u8; 32]>,
+}
+
+/// The `[heartbeat]` section (`docs/PROTOCOL.md` section 13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    pub(super) relays: Vec<usize>,
+    pub(super) interval_secs: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            relays: Vec::new(),
+            interval_secs: DEFAULT_HEARTBEAT_INTERVAL_SECS,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Where heartbeats go: indexes into [`Config::relays`], distinct, in
+    /// file order; empty (the default) means no heartbeats. Every
+    /// heartbeat relay must also be in `relays`, so the worker is already
+    /// connected to it (it then also serves directives and acks).
+    pub fn relays(&self) -> &[usize] {
+        &self.relays
+    }
+
+    /// Seconds between heartbeats (one is also sent at start and after
+    /// each action): 1 to [`MAX_HEARTBEAT_INTERVAL_SECS`], default
+    /// [`DEFAULT_HEARTBEAT_INTERVAL_SECS`].
+    pub fn interval_secs(&self) -> u64 {
+        self.interval_secs
+    }
 }
 
 /// Whether a follow's directives count (`docs/PROTOCOL.md` section 5.1).
@@ -248,7 +291,9 @@ impl Config {
                 offset: err.utf8_error().valid_up_to(),
             },
         })?;
-        let (config, mut warnings) = Config::from_toml_str(&text).map_err(|e| e.with_file(path))?;
+        let (mut config, mut warnings) =
+            Config::from_toml_str(&text).map_err(|e| e.with_file(path))?;
+        config.source_sha256 = Some(sha2::Sha256::digest(text.as_bytes()).into());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -300,6 +345,17 @@ impl Config {
     /// [`DEFAULT_STATE_DIR`].
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The `[heartbeat]` section, defaults filled in.
+    pub fn heartbeat(&self) -> &HeartbeatConfig {
+        &self.heartbeat
+    }
+
+    /// SHA-256 of the file [`Config::load`] read, as published in
+    /// heartbeats; `None` for a config parsed from a string.
+    pub fn source_sha256(&self) -> Option<&[u8; 32]> {
+        self.source_sha256.as_ref()
     }
 
     /// `[tls] extra_roots`: the PEM file of additional trust anchors for

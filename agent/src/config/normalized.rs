@@ -63,6 +63,9 @@ impl Config {
         if self.metrics_file.is_none() {
             notes.push("metrics_file: not set, no metrics file");
         }
+        if self.heartbeat.relays.is_empty() {
+            notes.push("[heartbeat]: no relays, no heartbeats");
+        }
         if self.upgrade.is_none() {
             notes.push("[upgrade]: not set");
         }
@@ -97,6 +100,15 @@ struct View<'a> {
     reboot: Option<HookView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat: Option<HeartbeatView<'a>>,
+}
+
+/// The `[heartbeat]` section, when it is not the default.
+#[derive(Serialize)]
+struct HeartbeatView<'a> {
+    relays: Vec<&'a str>,
+    interval_secs: u64,
 }
 
 /// The `[tls]` section.
@@ -162,6 +174,18 @@ impl<'a> View<'a> {
             reboot: config.reboot.as_ref().map(HookView::of),
             tls: config.tls_extra_roots_path().map(|path| TlsView {
                 extra_roots: path.to_string_lossy(),
+            }),
+            heartbeat: (config.heartbeat != super::HeartbeatConfig::default()).then(|| {
+                HeartbeatView {
+                    relays: config
+                        .heartbeat
+                        .relays
+                        .iter()
+                        .filter_map(|i| config.relays.get(*i))
+                        .map(|r| r.as_str())
+                        .collect(),
+                    interval_secs: config.heartbeat.interval_secs,
+                }
             }),
         }
     }

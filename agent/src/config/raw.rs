@@ -31,6 +31,15 @@ pub(super) struct RawConfig {
     pub(super) upgrade: Option<RawHook>,
     pub(super) reboot: Option<RawHook>,
     pub(super) tls: Option<RawTls>,
+    pub(super) heartbeat: Option<RawHeartbeat>,
+}
+
+/// The `[heartbeat]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeartbeat {
+    pub(super) relays: Option<Vec<Spanned<String>>>,
+    pub(super) interval_secs: Option<Spanned<i64>>,
 }
 
 /// The `[tls]` section.

@@ -188,6 +188,41 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             Some((path, roots))
         }
     };
+    let heartbeat = match raw.heartbeat {
+        None => super::HeartbeatConfig::default(),
+        Some(hb) => {
+            let mut indexes: Vec<usize> = Vec::new();
+            for (i, value) in hb.relays.unwrap_or_default().iter().enumerate() {
+                let key = format!("heartbeat.relays[{i}]");
+                let url = RelayUrl::parse(value.get_ref())
+                    .map_err(|err| src.invalid(&key, &value.span(), Problem::Relay(err)))?;
+                let Some(index) = relays.iter().position(|r| *r == url) else {
+                    return Err(src.invalid(&key, &value.span(), Problem::NotARelay));
+                };
+                if let Some(first) = indexes.iter().position(|x| *x == index) {
+                    let first = format!("heartbeat.relays[{first}]");
+                    return Err(src.invalid(
+                        &key,
+                        &value.span(),
+                        Problem::DuplicateRelay { first },
+                    ));
+                }
+                indexes.push(index);
+            }
+            super::HeartbeatConfig {
+                relays: indexes,
+                interval_secs: match &hb.interval_secs {
+                    Some(v) => src.range(
+                        "heartbeat.interval_secs",
+                        v,
+                        1,
+                        super::MAX_HEARTBEAT_INTERVAL_SECS,
+                    )?,
+                    None => super::DEFAULT_HEARTBEAT_INTERVAL_SECS,
+                },
+            }
+        }
+    };
     if upgrade.is_none() {
         warnings.push(Warning::MissingHook { section: "upgrade" });
     }
@@ -211,6 +246,8 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             upgrade,
             reboot,
             tls_extra_roots,
+            heartbeat,
+            source_sha256: None,
         },
         warnings,
     ))

@@ -1,7 +1,8 @@
 //! The monitor: the privileged half of the agent (`docs/PROTOCOL.md`
 //! section 9, SECURITY.md; OpenSSH-style privilege separation). It holds the config,
 //! the node key and the state; it runs the quorum engine, the hooks, the
-//! journal, and signs acknowledgements and NIP-42 AUTH events, nothing else.
+//! journal, and signs acknowledgements, NIP-42 AUTH events and its own
+//! heartbeats, nothing else.
 //! It trusts nothing the worker says: every message goes through the request
 //! table ([`requests`]), every forwarded directive is parsed, verified and
 //! admitted again, and a worker that sends something malformed or not
@@ -13,11 +14,12 @@
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
 //! * [`exec`]: running hooks under the execution contract;
-//! * `telemetry`, `metrics`, `systemd`: telling the operator (the metrics
-//!   file, systemd readiness and watchdog).
+//! * `telemetry`, `metrics`, `systemd`, `heartbeat`: telling the operator
+//!   (the metrics file, systemd readiness and watchdog, signed heartbeats).
 
 mod act;
 pub mod exec;
+mod heartbeat;
 mod metrics;
 pub(crate) mod requests;
 mod resolve;
@@ -363,7 +365,7 @@ impl Monitor {
             self.flush_outbox(&to_worker, true);
             let ended = loop {
                 let wake = self.next_wake();
-                let telemetry_at = self.telemetry.next_tick();
+                let telemetry_at = self.next_telemetry_tick();
                 tokio::select! {
                     () = sleep_until_some(telemetry_at) => {}
                     () = tokio::time::sleep_until(sync_fallback), if !self.deciding => {
@@ -401,6 +403,7 @@ impl Monitor {
                     }
                 }
                 self.telemetry_tick();
+                self.publish_heartbeat_if_due(&to_worker);
             };
             worker.stop();
             if started.elapsed() >= HEALTHY_WORKER {
@@ -530,6 +533,7 @@ impl Monitor {
                 to_worker.send(msg);
                 // Acks refused for want of authentication go out again.
                 self.flush_outbox(to_worker, true);
+                self.resend_heartbeat(relay, to_worker);
             }
             Request::PublishResult {
                 relay,
@@ -537,6 +541,9 @@ impl Monitor {
                 accepted,
                 message,
             } => {
+                if self.heartbeat_answered(relay, &event_id, accepted, &message) {
+                    return Ok(());
+                }
                 let url = self.relay_url(relay);
                 let id = hex::encode(event_id);
                 if accepted {
@@ -601,6 +608,7 @@ impl Monitor {
                 if connected {
                     info!("{url}: connected");
                     self.flush_outbox(to_worker, true);
+                    self.resend_heartbeat(relay, to_worker);
                 } else {
                     debug!("{url}: {}", escape(&detail, 512));
                 }

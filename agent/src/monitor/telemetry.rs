@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use super::heartbeat::HeartbeatState;
 use super::metrics::{DirectiveCounts, LastAction, MetricsFile, RelaySample, Snapshot};
 use super::systemd::Notifier;
 use super::Monitor;
@@ -37,6 +38,8 @@ pub(super) struct Telemetry {
     status: String,
     /// When `WATCHDOG=1` is due next.
     next_watchdog: Option<tokio::time::Instant>,
+    /// Heartbeats, unless `[heartbeat] relays` is empty or in a dry run.
+    pub(super) heartbeat: Option<HeartbeatState>,
 }
 
 /// The last outcome in `journal` and the proposal it belongs to.
@@ -77,6 +80,14 @@ impl Telemetry {
                 .and_then(Notifier::watchdog_interval)
                 .map(|_| tokio::time::Instant::now()),
             notifier,
+            heartbeat: if dry_run {
+                None
+            } else {
+                HeartbeatState::new(
+                    config.heartbeat().relays(),
+                    std::time::Duration::from_secs(config.heartbeat().interval_secs()),
+                )
+            },
             ready_sent: false,
             status: String::new(),
             started_at: crate::now(),
@@ -98,6 +109,16 @@ impl Telemetry {
             .and_then(MetricsFile::refresh_at)
             .map(tokio::time::Instant::from_std);
         [refresh, self.next_watchdog].into_iter().flatten().min()
+    }
+
+    /// When the agent started, unix seconds.
+    pub(super) fn started_at(&self) -> u64 {
+        self.started_at
+    }
+
+    /// The last hook run, if any.
+    pub(super) fn last_action(&self) -> Option<&LastAction> {
+        self.last_action.as_ref()
     }
 
     /// Sends `WATCHDOG=1` if it is due.
@@ -134,6 +155,21 @@ impl Telemetry {
 }
 
 impl Monitor {
+    /// When the serve loop must call [`Monitor::telemetry_tick`] and
+    /// [`Monitor::publish_heartbeat_if_due`] although nothing happened.
+    pub(super) fn next_telemetry_tick(&self) -> Option<tokio::time::Instant> {
+        let heartbeat = self
+            .telemetry
+            .heartbeat
+            .as_ref()
+            .filter(|_| self.worker_ready())
+            .map(HeartbeatState::due_at);
+        [self.telemetry.next_tick(), heartbeat]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// What the metrics show now.
     fn snapshot(&self) -> Snapshot {
         let now = crate::now();
@@ -224,7 +260,7 @@ impl Monitor {
         if self.telemetry.notifier.is_none() {
             return;
         }
-        let ready = !self.telemetry.ready_sent && self.sandbox.is_some() && self.deciding;
+        let ready = !self.telemetry.ready_sent && self.worker_ready();
         let status = self.status_line();
         if !ready && status == self.telemetry.status {
             return;
@@ -255,6 +291,9 @@ impl Monitor {
             error: error.map(str::to_owned),
             at,
         });
+        if let Some(hb) = self.telemetry.heartbeat.as_mut() {
+            hb.due_now();
+        }
         self.telemetry_tick();
     }
 }
