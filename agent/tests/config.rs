@@ -1007,3 +1007,26 @@ fn heartbeat_relays_must_be_among_the_relays() {
     assert_eq!(config.heartbeat().interval_secs(), 3600);
     assert_eq!(config.source_sha256(), None);
 }
+
+#[test]
+fn alert_section_defaults_and_ranges() {
+    let text = format!(
+        "{}\n[alert]\ncommand = [\"/bin/alert\", \"--now\"]\n",
+        sample()
+    );
+    let (config, _) = parse(&text).unwrap();
+    let alert = config.alert().unwrap();
+    assert_eq!(alert.command(), ["/bin/alert", "--now"]);
+    assert_eq!(alert.timeout_secs(), 30);
+    assert_eq!(alert.min_interval_secs(), 600);
+    assert_eq!(alert.relays_down_secs(), 600);
+    assert_eq!(alert.worker_restarts(), 5);
+    let normalized = config.normalized_toml();
+    assert_eq!(parse(&normalized).unwrap().0, config, "{normalized}");
+    let shell = text.replace("[\"/bin/alert\", \"--now\"]", "\"/bin/alert --now\"");
+    assert!(parse(&shell).is_err());
+    let zero = format!("{text}worker_restarts = 0\n");
+    let err = parse(&zero).unwrap_err().to_string();
+    assert!(err.contains("alert.worker_restarts"), "{err}");
+    assert!(parse(&sample()).unwrap().0.alert().is_none());
+}

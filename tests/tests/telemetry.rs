@@ -445,3 +445,124 @@ async fn heartbeats_reach_a_relay_that_takes_them_and_skip_one_that_refuses() {
             .is_some()
     );
 }
+
+/// Lines the alert hook wrote, one per run:
+/// `QUBE_ALERT|QUBE_NODE_ID|QUBE_NETWORK|QUBE_ACTION|QUBE_VERSION|QUBE_HASH|QUBE_ERROR|other variables|QUBE_ALERT_MESSAGE`.
+fn alert_runs(path: &Path, kind: &str) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|f| f[0] == kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_hook_runs_once_per_failed_action_and_conflict_and_is_rate_limited() {
+    let relay = start_relay(false).await;
+    let gov: Vec<Keys> = (1..=3).map(keys).collect();
+    // Every upgrade fails.
+    let node = Node::with_hook("exit 3");
+    let dir = node.dir.path();
+    let alerts = dir.join("alerts");
+    let script = dir.join("alert.sh");
+    // The variables, and how many others than QUBE_*, PATH and what sh
+    // itself sets there are (none expected: a clean environment).
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nother=$(env | grep -c -v -e '^QUBE_' -e '^PATH=' -e '^PWD=' -e '^SHLVL=' -e '^_=')\n\
+             printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\\n' \"$QUBE_ALERT\" \"$QUBE_NODE_ID\" \"$QUBE_NETWORK\" \
+             \"$QUBE_ACTION\" \"$QUBE_VERSION\" \"$QUBE_HASH\" \"$QUBE_ERROR\" \"$other\" \"$QUBE_ALERT_MESSAGE\" >> {}\n",
+            alerts.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &script,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let config = node.config_with(
+        &[&relay.url],
+        &[&gov[0], &gov[1], &gov[2]],
+        1,
+        "",
+        &format!("\n[alert]\ncommand = [{script:?}]\nmin_interval_secs = 3600\n"),
+    );
+    let publisher = keys(9);
+    // A conflict: two proposals for v1.3.0 with different hashes, each
+    // with a quorum of one, stored before the agent starts (it decides
+    // only once the relays' stored directives are in).
+    let a = directive()
+        .created_at(now())
+        .version("v1.3.0")
+        .sign(&gov[1]);
+    let b = directive()
+        .created_at(now())
+        .version("v1.3.0")
+        .hash(&"2".repeat(64))
+        .sign(&gov[2]);
+    assert!(publish(&relay.url, &a, &publisher).await.0);
+    assert!(publish(&relay.url, &b, &publisher).await.0);
+    let agent = start_agent(config);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            alert_runs(&alerts, "conflict").len() == 1
+        })
+        .await,
+        "no alert for the conflict"
+    );
+    let run = &alert_runs(&alerts, "conflict")[0];
+    assert_eq!(run[1..3], ["pillar-test", "hqz"]);
+    assert_eq!(run[7], "0", "{run:?}");
+    assert!(run[8].contains("v1.3.0"), "{run:?}");
+    assert!(node.runs().is_empty(), "{:?}", node.runs());
+
+    // A failed upgrade: one alert, its own kind, with the proposal's
+    // variables.
+    let d = directive()
+        .created_at(now())
+        .version("v1.3.1")
+        .sign(&gov[0]);
+    assert!(publish(&relay.url, &d, &publisher).await.0);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            alert_runs(&alerts, "action_failed").len() == 1
+        })
+        .await,
+        "no alert for the failed action; hook runs {:?}",
+        node.runs()
+    );
+    let run = &alert_runs(&alerts, "action_failed")[0];
+    assert_eq!(
+        run[..8],
+        [
+            "action_failed",
+            "pillar-test",
+            "hqz",
+            "upgrade",
+            "v1.3.1",
+            HASH,
+            "exit status 3",
+            "0"
+        ]
+    );
+    assert!(run[8].contains("v1.3.1"), "{run:?}");
+
+    // A second failure within min_interval_secs: logged, the hook not run.
+    let d = directive()
+        .created_at(now() + 1)
+        .version("v1.3.2")
+        .sign(&gov[0]);
+    assert!(publish(&relay.url, &d, &publisher).await.0);
+    assert!(
+        wait_until(Duration::from_secs(20), || node.runs().len() == 2).await,
+        "the second upgrade never ran: {:?}",
+        node.runs()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(alert_runs(&alerts, "action_failed").len(), 1);
+    assert_eq!(alert_runs(&alerts, "conflict").len(), 1);
+    agent.abort();
+}

@@ -18,6 +18,7 @@
 //! Hook sections are [`Hook`]s (`hook`); values derived from a config for
 //! more than one program are in `derived`.
 
+mod alert;
 mod derived;
 mod error;
 mod hook;
@@ -36,6 +37,10 @@ use sha2::Digest as _;
 use crate::core::nip19;
 pub use crate::core::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
 pub use crate::core::version::Version;
+pub use alert::{
+    AlertConfig, DEFAULT_ALERT_MIN_INTERVAL_SECS, DEFAULT_ALERT_RELAYS_DOWN_SECS,
+    DEFAULT_ALERT_TIMEOUT_SECS, DEFAULT_ALERT_WORKER_RESTARTS,
+};
 pub use derived::{default_node_id, effective_installed};
 pub use error::{ConfigError, ConfigErrorKind, Problem, Warning};
 pub use hook::{ArtifactTemplate, Hook};
@@ -94,6 +99,8 @@ pub struct Config {
     tls_extra_roots: Option<(PathBuf, Vec<Vec<u8>>)>,
     /// `[heartbeat]`.
     heartbeat: HeartbeatConfig,
+    /// `[alert]`.
+    alert: Option<AlertConfig>,
     /// SHA-256 of the file [`Config::load`] read; `None` from a string.
     source_sha256: Option<[u8; 32]>,
 }
@@ -350,6 +357,11 @@ impl Config {
     /// The `[heartbeat]` section, defaults filled in.
     pub fn heartbeat(&self) -> &HeartbeatConfig {
         &self.heartbeat
+    }
+
+    /// The `[alert]` section, if configured.
+    pub fn alert(&self) -> Option<&AlertConfig> {
+        self.alert.as_ref()
     }
 
     /// SHA-256 of the file [`Config::load`] read, as published in

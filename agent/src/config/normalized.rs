@@ -66,6 +66,9 @@ impl Config {
         if self.heartbeat.relays.is_empty() {
             notes.push("[heartbeat]: no relays, no heartbeats");
         }
+        if self.alert.is_none() {
+            notes.push("[alert]: not set, no alert hook");
+        }
         if self.upgrade.is_none() {
             notes.push("[upgrade]: not set");
         }
@@ -102,6 +105,18 @@ struct View<'a> {
     tls: Option<TlsView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     heartbeat: Option<HeartbeatView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<AlertView<'a>>,
+}
+
+/// The `[alert]` section, defaults filled in.
+#[derive(Serialize)]
+struct AlertView<'a> {
+    command: &'a [String],
+    timeout_secs: u64,
+    min_interval_secs: u64,
+    relays_down_secs: u64,
+    worker_restarts: u64,
 }
 
 /// The `[heartbeat]` section, when it is not the default.
@@ -186,6 +201,13 @@ impl<'a> View<'a> {
                         .collect(),
                     interval_secs: config.heartbeat.interval_secs,
                 }
+            }),
+            alert: config.alert.as_ref().map(|a| AlertView {
+                command: a.command(),
+                timeout_secs: a.timeout_secs(),
+                min_interval_secs: a.min_interval_secs(),
+                relays_down_secs: a.relays_down_secs(),
+                worker_restarts: a.worker_restarts(),
             }),
         }
     }

@@ -32,6 +32,18 @@ pub(super) struct RawConfig {
     pub(super) reboot: Option<RawHook>,
     pub(super) tls: Option<RawTls>,
     pub(super) heartbeat: Option<RawHeartbeat>,
+    pub(super) alert: Option<RawAlert>,
+}
+
+/// The `[alert]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlert {
+    pub(super) command: Spanned<RawArgv>,
+    pub(super) timeout_secs: Option<Spanned<i64>>,
+    pub(super) min_interval_secs: Option<Spanned<i64>>,
+    pub(super) relays_down_secs: Option<Spanned<i64>>,
+    pub(super) worker_restarts: Option<Spanned<i64>>,
 }
 
 /// The `[heartbeat]` section.

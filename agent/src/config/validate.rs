@@ -223,6 +223,46 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             }
         }
     };
+    let alert = match raw.alert {
+        None => None,
+        Some(a) => {
+            let num = |key: &str, v: &Option<Spanned<i64>>, min, max, default| match v {
+                Some(v) => src.range(key, v, min, max),
+                None => Ok(default),
+            };
+            Some(super::AlertConfig {
+                command: src.argv("alert.command", a.command, &mut warnings)?,
+                timeout_secs: num(
+                    "alert.timeout_secs",
+                    &a.timeout_secs,
+                    1,
+                    MAX_HOOK_TIMEOUT_SECS,
+                    super::DEFAULT_ALERT_TIMEOUT_SECS,
+                )?,
+                min_interval_secs: num(
+                    "alert.min_interval_secs",
+                    &a.min_interval_secs,
+                    0,
+                    86_400,
+                    super::DEFAULT_ALERT_MIN_INTERVAL_SECS,
+                )?,
+                relays_down_secs: num(
+                    "alert.relays_down_secs",
+                    &a.relays_down_secs,
+                    1,
+                    86_400,
+                    super::DEFAULT_ALERT_RELAYS_DOWN_SECS,
+                )?,
+                worker_restarts: num(
+                    "alert.worker_restarts",
+                    &a.worker_restarts,
+                    1,
+                    1_000_000,
+                    super::DEFAULT_ALERT_WORKER_RESTARTS,
+                )?,
+            })
+        }
+    };
     if upgrade.is_none() {
         warnings.push(Warning::MissingHook { section: "upgrade" });
     }
@@ -247,6 +287,7 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             reboot,
             tls_extra_roots,
             heartbeat,
+            alert,
             source_sha256: None,
         },
         warnings,

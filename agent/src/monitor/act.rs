@@ -35,6 +35,7 @@ impl Monitor {
                 if self.announced.insert(key) {
                     let list: Vec<String> = proposals.iter().map(ToString::to_string).collect();
                     error!("conflict: quorums for different proposals at the same version, nothing runs: {}", list.join(" | "));
+                    self.alert_conflict(&list);
                 }
                 Ok(())
             }

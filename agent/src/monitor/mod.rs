@@ -14,10 +14,12 @@
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
 //! * [`exec`]: running hooks under the execution contract;
-//! * `telemetry`, `metrics`, `systemd`, `heartbeat`: telling the operator
-//!   (the metrics file, systemd readiness and watchdog, signed heartbeats).
+//! * `telemetry`, `metrics`, `systemd`, `heartbeat`, `alert`: telling the
+//!   operator (the metrics file, systemd readiness and watchdog, signed
+//!   heartbeats, the alert hook).
 
 mod act;
+mod alert;
 pub mod exec;
 mod heartbeat;
 mod metrics;
@@ -572,7 +574,7 @@ impl Monitor {
                 match enforcement {
                     Enforcement::Full => info!("worker sandbox: {detail}"),
                     Enforcement::Partial | Enforcement::None => {
-                        warn!("worker sandbox {enforcement}: {detail}")
+                        self.alert_sandbox(enforcement.as_str(), &detail);
                     }
                 }
                 self.sandbox = Some(enforcement);

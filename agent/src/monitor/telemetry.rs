@@ -1,6 +1,7 @@
 //! Telling the operator (design section 8b): the metrics file
-//! ([`super::metrics`]) and systemd readiness, watchdog and status
-//! ([`super::systemd`]). The monitor calls in here at one place per event
+//! ([`super::metrics`]), systemd readiness, watchdog and status
+//! ([`super::systemd`]), heartbeats ([`super::heartbeat`]) and alerts
+//! ([`super::alert`]). The monitor calls in here at one place per event
 //! (a directive offered, an action finished, an iteration of the serve
 //! loop); nothing here blocks the serve loop for long: the metrics file is
 //! a small local write, notifications go through a queue.
@@ -9,6 +10,7 @@
 
 use std::future::Future;
 
+use super::alert::Alerts;
 use super::heartbeat::HeartbeatState;
 use super::metrics::{DirectiveCounts, LastAction, MetricsFile, RelaySample, Snapshot};
 use super::systemd::Notifier;
@@ -40,6 +42,8 @@ pub(super) struct Telemetry {
     next_watchdog: Option<tokio::time::Instant>,
     /// Heartbeats, unless `[heartbeat] relays` is empty or in a dry run.
     pub(super) heartbeat: Option<HeartbeatState>,
+    /// Alerts (the hook only when `[alert]` is set and not in a dry run).
+    pub(super) alerts: Alerts,
 }
 
 /// The last outcome in `journal` and the proposal it belongs to.
@@ -88,6 +92,7 @@ impl Telemetry {
                     std::time::Duration::from_secs(config.heartbeat().interval_secs()),
                 )
             },
+            alerts: Alerts::new(config.alert().filter(|_| !dry_run).cloned()),
             ready_sent: false,
             status: String::new(),
             started_at: crate::now(),
@@ -164,10 +169,14 @@ impl Monitor {
             .as_ref()
             .filter(|_| self.worker_ready())
             .map(HeartbeatState::due_at);
-        [self.telemetry.next_tick(), heartbeat]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.telemetry.next_tick(),
+            heartbeat,
+            self.telemetry.alerts.relays_down_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// What the metrics show now.
@@ -214,6 +223,7 @@ impl Monitor {
     /// written if a value changed or its refresh is due.
     pub(super) fn telemetry_tick(&mut self) {
         self.telemetry.watchdog();
+        self.check_alerts();
         self.notify_status();
         if self.telemetry.metrics.is_none() {
             return;
@@ -293,6 +303,9 @@ impl Monitor {
         });
         if let Some(hb) = self.telemetry.heartbeat.as_mut() {
             hb.due_now();
+        }
+        if status == Status::Failure {
+            self.alert_action_failed(proposal, error);
         }
         self.telemetry_tick();
     }
