@@ -103,6 +103,13 @@ pub enum MonitorMessage {
         /// The event as NIP-01 JSON.
         event: String,
     },
+    /// Publish this signed event (a heartbeat) to these relays only.
+    PublishTo {
+        /// Indexes of the relays.
+        relays: Vec<usize>,
+        /// The event as NIP-01 JSON.
+        event: String,
+    },
     /// Send this signed kind 22242 event to one relay.
     Auth {
         /// Index of the relay.

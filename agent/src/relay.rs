@@ -374,6 +374,16 @@ impl RelayPool {
         }
     }
 
+    /// Sends `event` to the relays at `relays` (indexes into
+    /// [`RelayPool::targets`]; others are ignored), as [`RelayPool::publish`].
+    pub fn publish_to(&self, event: &Event, relays: &[usize]) {
+        for relay in relays {
+            if let Some(tx) = self.commands.get(*relay) {
+                let _ = tx.try_send(Command::Publish(event.clone()));
+            }
+        }
+    }
+
     /// Sends a signed NIP-42 AUTH event to relay `relay`.
     pub fn authenticate(&self, relay: usize, event: Event) {
         if let Some(tx) = self.commands.get(relay) {

@@ -973,3 +973,60 @@ fn tls_extra_roots_that_cannot_be_used_are_errors_with_the_line() {
     let text = format!("{}\n[tls]\nextra_roots = \"ca.pem\"\n", sample());
     assert_eq!(invalid(&text).1, Problem::NotAbsolute);
 }
+
+#[test]
+fn heartbeat_relays_must_be_among_the_relays() {
+    let ok = format!(
+        "{}\n[heartbeat]\nrelays = [\"wss://qubestr.zenon.red\"]\ninterval_secs = 5\n",
+        sample()
+    );
+    let (config, _) = parse(&ok).unwrap();
+    assert_eq!(config.heartbeat().relays(), [1]);
+    assert_eq!(config.heartbeat().interval_secs(), 5);
+    // It round-trips through the normalized form.
+    let normalized = config.normalized_toml();
+    assert!(
+        normalized
+            .contains("[heartbeat]\nrelays = [\"wss://qubestr.zenon.red\"]\ninterval_secs = 5\n"),
+        "{normalized}"
+    );
+    assert_eq!(parse(&normalized).unwrap().0, config);
+
+    let stranger = ok.replace(
+        "relays = [\"wss://qubestr.zenon.red\"]\ninterval",
+        "relays = [\"wss://other.example\"]\ninterval",
+    );
+    let err = parse(&stranger).unwrap_err().to_string();
+    assert!(err.contains("heartbeat.relays[0]"), "{err}");
+    assert!(err.contains("is not one of `relays`"), "{err}");
+    let zero = ok.replace("interval_secs = 5", "interval_secs = 0");
+    assert!(parse(&zero).is_err());
+    // Default: no heartbeats, once an hour.
+    let (config, _) = parse(&sample()).unwrap();
+    assert!(config.heartbeat().relays().is_empty());
+    assert_eq!(config.heartbeat().interval_secs(), 3600);
+    assert_eq!(config.source_sha256(), None);
+}
+
+#[test]
+fn alert_section_defaults_and_ranges() {
+    let text = format!(
+        "{}\n[alert]\ncommand = [\"/bin/alert\", \"--now\"]\n",
+        sample()
+    );
+    let (config, _) = parse(&text).unwrap();
+    let alert = config.alert().unwrap();
+    assert_eq!(alert.command(), ["/bin/alert", "--now"]);
+    assert_eq!(alert.timeout_secs(), 30);
+    assert_eq!(alert.min_interval_secs(), 600);
+    assert_eq!(alert.relays_down_secs(), 600);
+    assert_eq!(alert.worker_restarts(), 5);
+    let normalized = config.normalized_toml();
+    assert_eq!(parse(&normalized).unwrap().0, config, "{normalized}");
+    let shell = text.replace("[\"/bin/alert\", \"--now\"]", "\"/bin/alert --now\"");
+    assert!(parse(&shell).is_err());
+    let zero = format!("{text}worker_restarts = 0\n");
+    let err = parse(&zero).unwrap_err().to_string();
+    assert!(err.contains("alert.worker_restarts"), "{err}");
+    assert!(parse(&sample()).unwrap().0.alert().is_none());
+}

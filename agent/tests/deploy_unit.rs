@@ -9,7 +9,9 @@ const UNIT: &str = include_str!("../../deploy/qube-agent.service");
 #[test]
 fn unit_has_the_documented_hardening() {
     for line in [
-        "Type=simple",
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=120s",
         "Restart=on-failure",
         "User=qube-agent",
         "NoNewPrivileges=yes",

@@ -44,19 +44,30 @@ pub struct TestRelay {
 /// rules ([`QubestrPolicy`]); with `nip42_writes`, publishing needs NIP-42
 /// authentication (as on qubestr).
 pub async fn start_relay(nip42_writes: bool) -> TestRelay {
-    start_relay_on(None, nip42_writes).await
+    start_relay_with(None, nip42_writes, false).await
 }
 
 /// [`start_relay`] on `port` when given (for a relay that comes back at the
 /// URL it had, e.g. one reserved with [`dead_port_url`]).
 pub async fn start_relay_on(port: Option<u16>, nip42_writes: bool) -> TestRelay {
+    start_relay_with(port, nip42_writes, false).await
+}
+
+/// Starts an in-process relay on loopback that takes only what qubestr
+/// takes: kinds 33321 and 3333 under [`QubestrPolicy`]'s rules; any other
+/// kind is refused (`OK false`, "blocked: ...").
+pub async fn start_strict_relay() -> TestRelay {
+    start_relay_with(None, false, true).await
+}
+
+async fn start_relay_with(port: Option<u16>, nip42_writes: bool, strict: bool) -> TestRelay {
     // nostr-relay-builder picks a random port without asking the kernel, so
     // on a busy machine it can pick one in use: try again, a few times.
     let mut attempt = 0;
     let relay = loop {
         let mut builder = RelayBuilder::default()
             .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            .write_policy(QubestrPolicy);
+            .write_policy(QubestrPolicy { strict });
         if let Some(port) = port {
             builder = builder.port(port);
         }
@@ -85,7 +96,10 @@ pub async fn start_relay_on(port: Option<u16>, nip42_writes: bool) -> TestRelay 
 /// section 3), so that what our tests publish is what qubestr would accept.
 /// Other kinds pass.
 #[derive(Debug)]
-pub struct QubestrPolicy;
+pub struct QubestrPolicy {
+    /// Refuse every kind but 33321 and 3333, as qubestr does.
+    pub strict: bool,
+}
 
 /// Checks one event against qubestr's rules; `Err` names the first problem.
 pub fn qubestr_check(kind: u16, tags: &[Vec<String>], content: &str) -> Result<(), String> {
@@ -152,7 +166,12 @@ impl WritePolicy for QubestrPolicy {
         _addr: &'a std::net::SocketAddr,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PolicyResult> + Send + 'a>> {
         let tags: Vec<Vec<String>> = event.tags.iter().map(|t| t.as_slice().to_vec()).collect();
-        let verdict = match qubestr_check(event.kind.as_u16(), &tags, &event.content) {
+        let kind = event.kind.as_u16();
+        if self.strict && kind != 33321 && kind != 3333 {
+            let verdict = PolicyResult::Reject(format!("blocked: kind {kind} is not accepted"));
+            return Box::pin(async move { verdict });
+        }
+        let verdict = match qubestr_check(kind, &tags, &event.content) {
             Ok(()) => PolicyResult::Accept,
             Err(e) => PolicyResult::Reject(format!("invalid: {e}")),
         };

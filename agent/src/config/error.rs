@@ -103,6 +103,8 @@ pub enum Problem {
     Version(String),
     /// A path that is not absolute.
     NotAbsolute,
+    /// A `heartbeat.relays` entry that is not in `relays`.
+    NotARelay,
     /// `env:` followed by something that is not a variable name.
     EnvVar,
     /// A command argv with no elements.
@@ -157,6 +159,7 @@ impl fmt::Display for Problem {
             Problem::DuplicateName => f.write_str("another follow has the same name"),
             Problem::Version(err) => write!(f, "not a semantic version: {err}"),
             Problem::NotAbsolute => f.write_str("must be an absolute path"),
+            Problem::NotARelay => f.write_str("is not one of `relays`"),
             Problem::EnvVar => f.write_str("`env:` must be followed by a variable name"),
             Problem::EmptyCommand => f.write_str("command is an empty array"),
             Problem::EmptyProgram => f.write_str("the program (first element) is empty"),
@@ -196,6 +199,9 @@ impl Problem {
             }
             Problem::Version(_) => "write a version such as \"1.2.3\" or \"v1.2.3\"",
             Problem::NotAbsolute => "the agent runs as a service: give a path starting with /",
+            Problem::NotARelay => {
+                "add the relay to `relays` too: the agent publishes heartbeats only to relays it is connected to"
+            }
             Problem::EnvVar => "write node_key = \"env:VARIABLE_NAME\", or a key file path",
             Problem::EmptyCommand | Problem::EmptyProgram | Problem::NulByte => {
                 "give the program and its arguments as an array, e.g. [\"/usr/local/libexec/pillar-upgrade\", \"--flag\"]"

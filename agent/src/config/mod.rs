@@ -18,6 +18,7 @@
 //! Hook sections are [`Hook`]s (`hook`); values derived from a config for
 //! more than one program are in `derived`.
 
+mod alert;
 mod derived;
 mod error;
 mod hook;
@@ -31,10 +32,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use crate::core::nip19;
 pub use crate::core::relay_url::{RelayUrl, RelayUrlError, MAX_RELAY_URL_LEN};
 pub use crate::core::version::Version;
+pub use alert::{
+    AlertConfig, DEFAULT_ALERT_MIN_INTERVAL_SECS, DEFAULT_ALERT_RELAYS_DOWN_SECS,
+    DEFAULT_ALERT_TIMEOUT_SECS, DEFAULT_ALERT_WORKER_RESTARTS,
+};
 pub use derived::{default_node_id, effective_installed};
 pub use error::{ConfigError, ConfigErrorKind, Problem, Warning};
 pub use hook::{ArtifactTemplate, Hook};
@@ -56,6 +62,11 @@ pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 900;
 /// The largest accepted hook `timeout_secs`, in seconds (one day).
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
+/// `heartbeat.interval_secs` when the file does not set it, in seconds
+/// (one hour).
+pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u64 = 3600;
+/// The largest accepted `heartbeat.interval_secs`, in seconds (one day).
+pub const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 86_400;
 /// The longest `network`, `d_tag`, `node_id` or follow `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -77,6 +88,8 @@ pub struct Config {
     node_key: Option<NodeKeySource>,
     current_version: Option<Version>,
     d_tag: String,
+    /// `metrics_file`: where the Prometheus text file goes.
+    metrics_file: Option<PathBuf>,
     follows: Vec<Follow>,
     policy: Policy,
     upgrade: Option<Hook>,
@@ -84,6 +97,45 @@ pub struct Config {
     /// `[tls] extra_roots`: the file and the DER certificates it held when
     /// the config was read.
     tls_extra_roots: Option<(PathBuf, Vec<Vec<u8>>)>,
+    /// `[heartbeat]`.
+    heartbeat: HeartbeatConfig,
+    /// `[alert]`.
+    alert: Option<AlertConfig>,
+    /// SHA-256 of the file [`Config::load`] read; `None` from a string.
+    source_sha256: Option<[u8; 32]>,
+}
+
+/// The `[heartbeat]` section (`docs/PROTOCOL.md` section 13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    pub(super) relays: Vec<usize>,
+    pub(super) interval_secs: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            relays: Vec::new(),
+            interval_secs: DEFAULT_HEARTBEAT_INTERVAL_SECS,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Where heartbeats go: indexes into [`Config::relays`], distinct, in
+    /// file order; empty (the default) means no heartbeats. Every
+    /// heartbeat relay must also be in `relays`, so the worker is already
+    /// connected to it (it then also serves directives and acks).
+    pub fn relays(&self) -> &[usize] {
+        &self.relays
+    }
+
+    /// Seconds between heartbeats (one is also sent at start and after
+    /// each action): 1 to [`MAX_HEARTBEAT_INTERVAL_SECS`], default
+    /// [`DEFAULT_HEARTBEAT_INTERVAL_SECS`].
+    pub fn interval_secs(&self) -> u64 {
+        self.interval_secs
+    }
 }
 
 /// Whether a follow's directives count (`docs/PROTOCOL.md` section 5.1).
@@ -246,7 +298,9 @@ impl Config {
                 offset: err.utf8_error().valid_up_to(),
             },
         })?;
-        let (config, mut warnings) = Config::from_toml_str(&text).map_err(|e| e.with_file(path))?;
+        let (mut config, mut warnings) =
+            Config::from_toml_str(&text).map_err(|e| e.with_file(path))?;
+        config.source_sha256 = Some(sha2::Sha256::digest(text.as_bytes()).into());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -300,6 +354,22 @@ impl Config {
         &self.state_dir
     }
 
+    /// The `[heartbeat]` section, defaults filled in.
+    pub fn heartbeat(&self) -> &HeartbeatConfig {
+        &self.heartbeat
+    }
+
+    /// The `[alert]` section, if configured.
+    pub fn alert(&self) -> Option<&AlertConfig> {
+        self.alert.as_ref()
+    }
+
+    /// SHA-256 of the file [`Config::load`] read, as published in
+    /// heartbeats; `None` for a config parsed from a string.
+    pub fn source_sha256(&self) -> Option<&[u8; 32]> {
+        self.source_sha256.as_ref()
+    }
+
     /// `[tls] extra_roots`: the PEM file of additional trust anchors for
     /// `wss://` relays (private relays with their own CA), if set.
     pub fn tls_extra_roots_path(&self) -> Option<&Path> {
@@ -336,6 +406,14 @@ impl Config {
     /// The `d` tag directives must carry; default [`DEFAULT_D_TAG`].
     pub fn d_tag(&self) -> &str {
         &self.d_tag
+    }
+
+    /// `metrics_file`: the absolute path of the Prometheus text-format file
+    /// the agent keeps up to date for node_exporter's textfile collector;
+    /// `None` writes none. The file name should end in `.prom` (the
+    /// collector reads only those).
+    pub fn metrics_file(&self) -> Option<&Path> {
+        self.metrics_file.as_deref()
     }
 
     /// Every follow, voters and observers, in file order.

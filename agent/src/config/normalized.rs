@@ -60,6 +60,15 @@ impl Config {
         if self.current_version.is_none() {
             notes.push("current_version: not set");
         }
+        if self.metrics_file.is_none() {
+            notes.push("metrics_file: not set, no metrics file");
+        }
+        if self.heartbeat.relays.is_empty() {
+            notes.push("[heartbeat]: no relays, no heartbeats");
+        }
+        if self.alert.is_none() {
+            notes.push("[alert]: not set, no alert hook");
+        }
         if self.upgrade.is_none() {
             notes.push("[upgrade]: not set");
         }
@@ -84,6 +93,8 @@ struct View<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<&'a str>,
     d_tag: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_file: Option<Cow<'a, str>>,
     follows: Vec<FollowView<'a>>,
     policy: PolicyView,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +103,27 @@ struct View<'a> {
     reboot: Option<HookView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat: Option<HeartbeatView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<AlertView<'a>>,
+}
+
+/// The `[alert]` section, defaults filled in.
+#[derive(Serialize)]
+struct AlertView<'a> {
+    command: &'a [String],
+    timeout_secs: u64,
+    min_interval_secs: u64,
+    relays_down_secs: u64,
+    worker_restarts: u64,
+}
+
+/// The `[heartbeat]` section, when it is not the default.
+#[derive(Serialize)]
+struct HeartbeatView<'a> {
+    relays: Vec<&'a str>,
+    interval_secs: u64,
 }
 
 /// The `[tls]` section.
@@ -146,6 +178,7 @@ impl<'a> View<'a> {
             }),
             current_version: config.current_version.as_ref().map(|v| v.as_str()),
             d_tag: &config.d_tag,
+            metrics_file: config.metrics_file.as_ref().map(|p| p.to_string_lossy()),
             follows: config.follows.iter().map(FollowView::of).collect(),
             policy: PolicyView {
                 max_future_skew_secs: config.policy.max_future_skew_secs,
@@ -156,6 +189,25 @@ impl<'a> View<'a> {
             reboot: config.reboot.as_ref().map(HookView::of),
             tls: config.tls_extra_roots_path().map(|path| TlsView {
                 extra_roots: path.to_string_lossy(),
+            }),
+            heartbeat: (config.heartbeat != super::HeartbeatConfig::default()).then(|| {
+                HeartbeatView {
+                    relays: config
+                        .heartbeat
+                        .relays
+                        .iter()
+                        .filter_map(|i| config.relays.get(*i))
+                        .map(|r| r.as_str())
+                        .collect(),
+                    interval_secs: config.heartbeat.interval_secs,
+                }
+            }),
+            alert: config.alert.as_ref().map(|a| AlertView {
+                command: a.command(),
+                timeout_secs: a.timeout_secs(),
+                min_interval_secs: a.min_interval_secs(),
+                relays_down_secs: a.relays_down_secs(),
+                worker_restarts: a.worker_restarts(),
             }),
         }
     }

@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) node_key: Option<Spanned<String>>,
     pub(super) current_version: Option<Spanned<String>>,
     pub(super) d_tag: Option<Spanned<String>>,
+    pub(super) metrics_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) follows: Vec<RawFollow>,
     #[serde(default)]
@@ -30,6 +31,27 @@ pub(super) struct RawConfig {
     pub(super) upgrade: Option<RawHook>,
     pub(super) reboot: Option<RawHook>,
     pub(super) tls: Option<RawTls>,
+    pub(super) heartbeat: Option<RawHeartbeat>,
+    pub(super) alert: Option<RawAlert>,
+}
+
+/// The `[alert]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlert {
+    pub(super) command: Spanned<RawArgv>,
+    pub(super) timeout_secs: Option<Spanned<i64>>,
+    pub(super) min_interval_secs: Option<Spanned<i64>>,
+    pub(super) relays_down_secs: Option<Spanned<i64>>,
+    pub(super) worker_restarts: Option<Spanned<i64>>,
+}
+
+/// The `[heartbeat]` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeartbeat {
+    pub(super) relays: Option<Vec<Spanned<String>>>,
+    pub(super) interval_secs: Option<Spanned<i64>>,
 }
 
 /// The `[tls]` section.

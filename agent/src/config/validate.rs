@@ -60,6 +60,11 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             None => Some(NodeKeySource::File(src.absolute_path("node_key", value)?)),
         },
     };
+    let metrics_file = raw
+        .metrics_file
+        .as_ref()
+        .map(|path| src.absolute_path("metrics_file", path))
+        .transpose()?;
     let current_version = match &raw.current_version {
         None => None,
         Some(value) => Some(Version::parse(value.get_ref()).map_err(|err| {
@@ -183,6 +188,81 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             Some((path, roots))
         }
     };
+    let heartbeat = match raw.heartbeat {
+        None => super::HeartbeatConfig::default(),
+        Some(hb) => {
+            let mut indexes: Vec<usize> = Vec::new();
+            for (i, value) in hb.relays.unwrap_or_default().iter().enumerate() {
+                let key = format!("heartbeat.relays[{i}]");
+                let url = RelayUrl::parse(value.get_ref())
+                    .map_err(|err| src.invalid(&key, &value.span(), Problem::Relay(err)))?;
+                let Some(index) = relays.iter().position(|r| *r == url) else {
+                    return Err(src.invalid(&key, &value.span(), Problem::NotARelay));
+                };
+                if let Some(first) = indexes.iter().position(|x| *x == index) {
+                    let first = format!("heartbeat.relays[{first}]");
+                    return Err(src.invalid(
+                        &key,
+                        &value.span(),
+                        Problem::DuplicateRelay { first },
+                    ));
+                }
+                indexes.push(index);
+            }
+            super::HeartbeatConfig {
+                relays: indexes,
+                interval_secs: match &hb.interval_secs {
+                    Some(v) => src.range(
+                        "heartbeat.interval_secs",
+                        v,
+                        1,
+                        super::MAX_HEARTBEAT_INTERVAL_SECS,
+                    )?,
+                    None => super::DEFAULT_HEARTBEAT_INTERVAL_SECS,
+                },
+            }
+        }
+    };
+    let alert = match raw.alert {
+        None => None,
+        Some(a) => {
+            let num = |key: &str, v: &Option<Spanned<i64>>, min, max, default| match v {
+                Some(v) => src.range(key, v, min, max),
+                None => Ok(default),
+            };
+            Some(super::AlertConfig {
+                command: src.argv("alert.command", a.command, &mut warnings)?,
+                timeout_secs: num(
+                    "alert.timeout_secs",
+                    &a.timeout_secs,
+                    1,
+                    MAX_HOOK_TIMEOUT_SECS,
+                    super::DEFAULT_ALERT_TIMEOUT_SECS,
+                )?,
+                min_interval_secs: num(
+                    "alert.min_interval_secs",
+                    &a.min_interval_secs,
+                    0,
+                    86_400,
+                    super::DEFAULT_ALERT_MIN_INTERVAL_SECS,
+                )?,
+                relays_down_secs: num(
+                    "alert.relays_down_secs",
+                    &a.relays_down_secs,
+                    1,
+                    86_400,
+                    super::DEFAULT_ALERT_RELAYS_DOWN_SECS,
+                )?,
+                worker_restarts: num(
+                    "alert.worker_restarts",
+                    &a.worker_restarts,
+                    1,
+                    1_000_000,
+                    super::DEFAULT_ALERT_WORKER_RESTARTS,
+                )?,
+            })
+        }
+    };
     if upgrade.is_none() {
         warnings.push(Warning::MissingHook { section: "upgrade" });
     }
@@ -200,11 +280,15 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             node_key,
             current_version,
             d_tag,
+            metrics_file,
             follows,
             policy,
             upgrade,
             reboot,
             tls_extra_roots,
+            heartbeat,
+            alert,
+            source_sha256: None,
         },
         warnings,
     ))

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod directive;
 pub(crate) mod error;
 pub mod event;
+pub mod heartbeat;
 pub(crate) mod json;
 pub mod keys;
 pub mod message;

@@ -39,6 +39,7 @@ impl Monitor {
                 if self.announced.insert(key) {
                     let list: Vec<String> = proposals.iter().map(ToString::to_string).collect();
                     error!("conflict: quorums for different proposals at the same version, nothing runs: {}", list.join(" | "));
+                    self.alert_conflict(&list);
                 }
                 Ok(())
             }
@@ -151,6 +152,7 @@ impl Monitor {
         let sources = Ack::sources(&directives);
         self.queue_ack(&proposal, sources, status, error.as_deref(), action_at)?;
         self.write_runtime();
+        self.action_finished(&proposal, status, error.as_deref(), action_at);
         Ok(())
     }
 
@@ -221,6 +223,7 @@ impl Monitor {
                 journal.append_outcome(seq, Status::Failure, Some("interrupted"), at)?;
             }
             self.queue_ack(&proposal, sources, Status::Failure, Some("interrupted"), at)?;
+            self.action_finished(&proposal, Status::Failure, Some("interrupted"), at);
         }
         Ok(())
     }

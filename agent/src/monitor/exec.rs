@@ -133,6 +133,13 @@ impl ExecEnv {
         ExecEnv { vars }
     }
 
+    /// An environment of exactly `vars` (names should start with `QUBE_`),
+    /// for hooks that act on no proposal: the alert hook
+    /// (`QUBE_ALERT`, `QUBE_ALERT_MESSAGE`, ...; README.md, "Telemetry").
+    pub fn from_vars(vars: Vec<(&'static str, String)>) -> ExecEnv {
+        ExecEnv { vars }
+    }
+
     /// The variables as `(name, value)` pairs, in the order of the table
     /// above (`PATH` is not among them; [`run_step`] adds [`HOOK_PATH`]).
     pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {

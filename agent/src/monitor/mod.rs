@@ -1,7 +1,8 @@
 //! The monitor: the privileged half of the agent (`docs/PROTOCOL.md`
 //! section 9, SECURITY.md; OpenSSH-style privilege separation). It holds the config,
 //! the node key and the state; it runs the quorum engine, the hooks, the
-//! journal, and signs acknowledgements and NIP-42 AUTH events, nothing else.
+//! journal, and signs acknowledgements, NIP-42 AUTH events and its own
+//! heartbeats, nothing else.
 //! It trusts nothing the worker says: every message goes through the request
 //! table ([`requests`]), every forwarded directive is parsed, verified and
 //! admitted again, and a worker that sends something malformed or not
@@ -12,14 +13,22 @@
 //! * [`requests`]: the request table, pure;
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
-//! * [`exec`]: running hooks under the execution contract.
+//! * [`exec`]: running hooks under the execution contract;
+//! * `telemetry`, `metrics`, `systemd`, `heartbeat`, `alert`: telling the
+//!   operator (the metrics file, systemd readiness and watchdog, signed
+//!   heartbeats, the alert hook).
 
 mod act;
+mod alert;
 pub mod exec;
+mod heartbeat;
+mod metrics;
 pub(crate) mod requests;
 mod reset;
 mod resolve;
 mod spawn;
+mod systemd;
+mod telemetry;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -31,6 +40,7 @@ pub use self::reset::{reset, MAX_REASON_CHARS};
 use self::resolve::Resolutions;
 pub use self::spawn::WorkerMode;
 use self::spawn::{restart_delay, spawn_worker, ToWorker};
+use self::telemetry::Telemetry;
 use crate::config::Config;
 use crate::core::directive::{DirectiveRules, Proposal};
 use crate::core::event::UnsignedEvent;
@@ -213,6 +223,8 @@ struct Monitor {
     /// runs, so that what runs does not depend on the order in which stored
     /// events happened to arrive.
     deciding: bool,
+    /// Metrics (design section 8b).
+    telemetry: Telemetry,
 }
 
 /// The wake-up when nothing is due (a day): events, not a ticker, drive
@@ -291,7 +303,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         if options.dry_run { ", DRY RUN" } else { "" }
     );
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(1);
+    let telemetry = Telemetry::new(&config, journal.as_ref(), options.dry_run);
     let mut monitor = Monitor {
+        telemetry,
         config,
         options,
         state,
@@ -405,6 +419,7 @@ impl Monitor {
                     failures = failures.saturating_add(1);
                     self.restarts = self.restarts.saturating_add(1);
                     self.write_runtime();
+                    self.telemetry_tick();
                     if self
                         .wait_for_restart(restart_delay(failures), &mut shutdown, &mut finished)
                         .await?
@@ -426,7 +441,9 @@ impl Monitor {
             self.flush_outbox(&to_worker, true);
             let ended = loop {
                 let wake = self.next_wake();
+                let telemetry_at = self.next_telemetry_tick();
                 tokio::select! {
+                    () = sleep_until_some(telemetry_at) => {}
                     () = tokio::time::sleep_until(sync_fallback), if !self.deciding => {
                         warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
                         self.deciding = true;
@@ -467,6 +484,8 @@ impl Monitor {
                         }
                     }
                 }
+                self.telemetry_tick();
+                self.publish_heartbeat_if_due(&to_worker);
             };
             worker.stop();
             if started.elapsed() >= HEALTHY_WORKER {
@@ -475,6 +494,7 @@ impl Monitor {
             failures = failures.saturating_add(1);
             self.restarts = self.restarts.saturating_add(1);
             self.write_runtime();
+            self.telemetry_tick();
             let delay = restart_delay(failures);
             error!(
                 "ending the worker: {ended}; restart {} in {} s",
@@ -501,7 +521,7 @@ impl Monitor {
         let until = tokio::time::Instant::now() + delay;
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(until) => return Ok(false),
+                () = self.telemetry.while_running("starting the worker again", tokio::time::sleep_until(until)) => return Ok(false),
                 Some(outcome) = finished.recv() => self.finish(outcome)?,
                 () = &mut *shutdown => {
                     self.drain(finished).await?;
@@ -610,6 +630,7 @@ impl Monitor {
                 let id = directive.event().id_hex();
                 match self.engine.offer(*directive) {
                     Offer::Accepted { .. } => {
+                        self.telemetry.directives.accepted += 1;
                         info!("directive {id} from {url} accepted");
                         if !self.options.dry_run {
                             self.state
@@ -618,7 +639,10 @@ impl Monitor {
                         }
                         self.evaluate().map_err(HandleError::Fatal)?;
                     }
-                    Offer::Stale { .. } => debug!("directive {id} from {url} is not newer"),
+                    Offer::Stale { .. } => {
+                        self.telemetry.directives.stale += 1;
+                        debug!("directive {id} from {url} is not newer");
+                    }
                     // Unreachable while the engine and the request table
                     // share the config's voters; a violation if they ever
                     // disagree.
@@ -627,7 +651,10 @@ impl Monitor {
                     }
                 }
             }
-            Request::Dropped { reason } => debug!("dropped a forwarded directive: {reason}"),
+            Request::Dropped { reason } => {
+                self.telemetry.directives.future_dated += 1;
+                debug!("dropped a forwarded directive: {reason}");
+            }
             Request::Auth { relay, challenge } => {
                 let url = self.relay_url(relay);
                 let auth = self
@@ -657,6 +684,7 @@ impl Monitor {
                 to_worker.send(msg);
                 // Acks refused for want of authentication go out again.
                 self.flush_outbox(to_worker, true);
+                self.resend_heartbeat(relay, to_worker);
             }
             Request::PublishResult {
                 relay,
@@ -664,6 +692,9 @@ impl Monitor {
                 accepted,
                 message,
             } => {
+                if self.heartbeat_answered(relay, &event_id, accepted, &message) {
+                    return Ok(());
+                }
                 let url = self.relay_url(relay);
                 let id = hex::encode(event_id);
                 if self.auth_sent.get(&event_id) == Some(&relay) {
@@ -711,7 +742,7 @@ impl Monitor {
                 match enforcement {
                     Enforcement::Full => info!("worker sandbox: {detail}"),
                     Enforcement::Partial | Enforcement::None => {
-                        warn!("worker sandbox {enforcement}: {detail}")
+                        self.alert_sandbox(enforcement.as_str(), &detail);
                     }
                 }
                 self.sandbox = Some(enforcement);
@@ -758,6 +789,7 @@ impl Monitor {
                 if connected {
                     info!("{url}: connected");
                     self.flush_outbox(to_worker, true);
+                    self.resend_heartbeat(relay, to_worker);
                 } else {
                     debug!("{url}: {}", escape(&detail, 512));
                 }
@@ -814,6 +846,14 @@ impl From<Violation> for HandleError {
 
 fn violation(why: String) -> HandleError {
     HandleError::Violation(Violation(why))
+}
+
+/// Sleeps until `at`, forever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn shutdown_signal() {

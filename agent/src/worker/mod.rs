@@ -251,6 +251,10 @@ where
                         Ok(event) => pool.publish(&event),
                         Err(e) => warn!("monitor sent an unusable event to publish: {e}"),
                     },
+                    Some(Ok(MonitorMessage::PublishTo { relays, event })) => match parse_own(&event) {
+                        Ok(event) => pool.publish_to(&event, &relays),
+                        Err(e) => warn!("monitor sent an unusable event to publish: {e}"),
+                    },
                     Some(Ok(MonitorMessage::Auth { relay, event })) => match parse_own(&event) {
                         Ok(event) => pool.authenticate(relay, event),
                         Err(e) => warn!("monitor sent an unusable AUTH event: {e}"),
@@ -270,6 +274,7 @@ fn message_name(m: &MonitorMessage) -> &'static str {
     match m {
         MonitorMessage::Start(_) => "start",
         MonitorMessage::Publish { .. } => "publish",
+        MonitorMessage::PublishTo { .. } => "publish_to",
         MonitorMessage::Auth { .. } => "auth",
         MonitorMessage::Resolved { .. } => "resolved",
     }

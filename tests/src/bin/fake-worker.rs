@@ -18,7 +18,10 @@
 //! "connected" for relay 0 as a marker, and never reads its stdin again:
 //! the monitor's 400 answers, about 400 bytes each, fill the 64 KiB pipe
 //! but not the monitor's 512-frame queue, so the monitor's writer is stuck
-//! on a frame until its write deadline).
+//! on a frame until its write deadline), `gated GATE ENVFILE` (writes the
+//! names of its environment variables to ENVFILE, one a line, waits until
+//! the file GATE exists, then reports its sandbox and that the relays are
+//! synced, and idles: a well-behaved worker whose start the test controls).
 
 #![forbid(unsafe_code)]
 // A test fixture: a broken fixture may panic.
@@ -61,6 +64,17 @@ async fn main() {
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
     let _start: MonitorMessage = ipc::read_message(&mut stdin).await.unwrap();
+    if mode == "gated" {
+        let gate = std::env::args().nth(2).unwrap();
+        let envfile = std::env::args().nth(3).unwrap();
+        let names: Vec<String> = std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        std::fs::write(envfile, names.join("\n")).unwrap();
+        while !std::path::Path::new(&gate).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     // Behave like a worker up to here, so each mode tests its own
     // misbehaviour rather than a missing sandbox report.
     let report = WorkerMessage::Sandbox {
@@ -76,6 +90,10 @@ async fn main() {
         .hash(&"ab".repeat(32))
         .content("upgrade");
     match mode.as_str() {
+        "gated" => {
+            let synced = WorkerMessage::Synced { relays_synced: 1 };
+            ipc::write_message(&mut stdout, &synced).await.unwrap();
+        }
         "forged" => {
             let mut data = vote.sign(&voter).into_unverified().into_data();
             data.content = "upgrade now, trust me".into();
