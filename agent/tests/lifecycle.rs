@@ -106,6 +106,21 @@ async fn wait_deciding(config: &Config, agent: &Agent) {
     assert!(deciding, "the agent never decided:\n{}", agent.log());
 }
 
+/// Starts the agent with `toml`, waits until it decides, then publishes
+/// directives for v1.2.3 from the first two of `gov` (a 2-of-3 quorum)
+/// on `relay`.
+async fn start_and_vote(node: &Node, toml: &str, relay: &str, gov: &[Keys]) -> (Agent, Config) {
+    let config = Config::from_toml_str(toml).unwrap().0;
+    let agent = Agent::start(node, toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().created_at(now()).version("v1.2.3").sign(g);
+        assert!(publish(relay, &d, &publisher).await.0);
+    }
+    (agent, config)
+}
+
 /// Lines of the file the test hooks write `start V` / `end V` to.
 fn steps(node: &Node) -> Vec<String> {
     std::fs::read_to_string(node.dir.path().join("steps"))
@@ -321,14 +336,7 @@ async fn sigterm_during_a_hook_lets_it_finish_and_journals_the_outcome() {
     let node = slow_hook(4);
     let voters = [&gov[0], &gov[1], &gov[2]];
     let toml = node.config_toml(&[&relay.url], &voters, 2, "", "timeout_secs = 30\n");
-    let config = Config::from_toml_str(&toml).unwrap().0;
-    let mut agent = Agent::start(&node, &toml);
-    wait_deciding(&config, &agent).await;
-    let publisher = keys(9);
-    for g in &gov[..2] {
-        let d = directive().created_at(now()).version("v1.2.3").sign(g);
-        assert!(publish(&relay.url, &d, &publisher).await.0);
-    }
+    let (mut agent, _config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
     let started = wait_until(Duration::from_secs(10), || steps(&node).len() == 1).await;
     assert!(started, "the hook did not start:\n{}", agent.log());
 
@@ -383,14 +391,7 @@ async fn an_interrupted_run_is_acknowledged_with_its_voters_even_after_a_config_
         "",
         "timeout_secs = 30\n",
     );
-    let config = Config::from_toml_str(&toml).unwrap().0;
-    let mut agent = Agent::start(&node, &toml);
-    wait_deciding(&config, &agent).await;
-    let publisher = keys(9);
-    for g in &gov[..2] {
-        let d = directive().created_at(now()).version("v1.2.3").sign(g);
-        assert!(publish(&relay.url, &d, &publisher).await.0);
-    }
+    let (mut agent, _config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
     let started = wait_until(Duration::from_secs(10), || steps(&node).len() == 1).await;
     assert!(started, "the hook did not start:\n{}", agent.log());
     // The agent dies mid-hook.
@@ -447,14 +448,7 @@ async fn a_relay_that_was_down_gets_the_ack_when_it_comes_back() {
         "",
         "",
     );
-    let config = Config::from_toml_str(&toml).unwrap().0;
-    let agent = Agent::start(&node, &toml);
-    wait_deciding(&config, &agent).await;
-    let publisher = keys(9);
-    for g in &gov[..2] {
-        let d = directive().created_at(now()).version("v1.2.3").sign(g);
-        assert!(publish(&relay.url, &d, &publisher).await.0);
-    }
+    let (agent, config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
     let node_pk = node.node_keys.public_key();
     let ack = fetch_one(&relay.url, ack_filter(&node_pk), Duration::from_secs(15))
         .await
@@ -489,14 +483,7 @@ async fn a_lost_journal_stops_the_agent_until_a_journaled_reset() {
     let gov: Vec<Keys> = (1..=3).map(keys).collect();
     let node = slow_hook(0);
     let toml = node.config_toml(&[&relay.url], &[&gov[0], &gov[1], &gov[2]], 2, "", "");
-    let config = Config::from_toml_str(&toml).unwrap().0;
-    let mut agent = Agent::start(&node, &toml);
-    wait_deciding(&config, &agent).await;
-    let publisher = keys(9);
-    for g in &gov[..2] {
-        let d = directive().created_at(now()).version("v1.2.3").sign(g);
-        assert!(publish(&relay.url, &d, &publisher).await.0);
-    }
+    let (mut agent, config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
     assert!(
         wait_until(Duration::from_secs(10), || journal_outcomes(&node).len()
             == 1)
