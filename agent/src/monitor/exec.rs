@@ -661,7 +661,7 @@ pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome
     }
 
     if let Some(health) = hook.health() {
-        let step = run_step(health, env, timeout).await;
+        let step = run_step(health.command(), env, timeout).await;
         let health_error = step.error();
         steps.push(step);
         if let Some(health_error) = health_error {
