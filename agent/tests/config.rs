@@ -219,8 +219,18 @@ fn documented_example_loads() {
     assert_eq!(config.voters().count(), 3);
     assert_eq!(config.quorum(), 2);
     let upgrade = config.upgrade().unwrap();
-    assert!(upgrade.fetch().is_some() && upgrade.health().is_some());
-    assert!(upgrade.rollback().is_some());
+    assert!(upgrade.fetch().is_some() && upgrade.rollback().is_some());
+    let health = upgrade.health().unwrap();
+    assert_eq!(
+        (
+            health.settle_secs(),
+            health.interval_secs(),
+            health.window_secs(),
+            health.tries()
+        ),
+        (10, 5, 60, 1),
+        "the example shows the defaults"
+    );
     assert_eq!(
         config.node_key(),
         Some(&NodeKeySource::File("/var/lib/qube-agent/node.key".into()))

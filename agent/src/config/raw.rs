@@ -141,3 +141,14 @@ impl<'de> Deserialize<'de> for RawArgv {
         deserializer.deserialize_seq(ArgvVisitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_type_error_gets_the_argv_advice() {
+        // ConfigError::advice matches on ARGV_EXPECTED.
+        assert!(HEALTH_EXPECTED.contains(ARGV_EXPECTED));
+    }
+}

@@ -114,6 +114,7 @@ impl Monitor {
                     status: Status::Failure,
                     error: Some(error),
                     steps: Vec::new(),
+                    summary: Vec::new(),
                 })
             }
         }
