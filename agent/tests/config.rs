@@ -219,8 +219,18 @@ fn documented_example_loads() {
     assert_eq!(config.voters().count(), 3);
     assert_eq!(config.quorum(), 2);
     let upgrade = config.upgrade().unwrap();
-    assert!(upgrade.fetch().is_some() && upgrade.health().is_some());
-    assert!(upgrade.rollback().is_some());
+    assert!(upgrade.fetch().is_some() && upgrade.rollback().is_some());
+    let health = upgrade.health().unwrap();
+    assert_eq!(
+        (
+            health.settle_secs(),
+            health.interval_secs(),
+            health.window_secs(),
+            health.tries()
+        ),
+        (10, 5, 60, 1),
+        "the example shows the defaults"
+    );
     assert_eq!(
         config.node_key(),
         Some(&NodeKeySource::File("/var/lib/qube-agent/node.key".into()))
@@ -1029,4 +1039,146 @@ fn alert_section_defaults_and_ranges() {
     let err = parse(&zero).unwrap_err().to_string();
     assert!(err.contains("alert.worker_restarts"), "{err}");
     assert!(parse(&sample()).unwrap().0.alert().is_none());
+}
+
+// --- health check -----------------------------------------------------------
+
+/// `sample()` with `health` lines added to `[upgrade]` (after its other keys).
+fn with_health(lines: &str) -> String {
+    edit("[reboot]", &format!("{lines}\n\n[reboot]"))
+}
+
+#[test]
+fn health_argv_form_is_one_immediate_check() {
+    let text = edit(
+        "timeout_secs = 900",
+        "timeout_secs = 900\nhealth = [\"/bin/check\", \"--ok\"]",
+    );
+    let (config, _) = parse(&text).unwrap();
+    let health = config.upgrade().unwrap().health().unwrap();
+    assert_eq!(health.command(), ["/bin/check", "--ok"]);
+    assert_eq!(
+        (health.settle_secs(), health.window_secs(), health.tries()),
+        (0, 0, 1)
+    );
+    assert_eq!(health.interval_secs(), 5);
+    // The effective config writes it as the equivalent table, which parses
+    // back to the same thing.
+    let normalized = config.normalized_toml();
+    assert!(normalized.contains("[upgrade.health]\n"), "{normalized}");
+    assert!(normalized.contains("settle_secs = 0\n"), "{normalized}");
+    let (again, _) = parse(&normalized).unwrap();
+    assert_eq!(again, config);
+    assert_eq!(again.normalized_toml(), normalized);
+}
+
+#[test]
+fn health_table_defaults_and_values() {
+    let (config, warnings) =
+        parse(&with_health("[upgrade.health]\ncommand = [\"/bin/check\"]")).unwrap();
+    assert_eq!(warnings, vec![]);
+    let health = config.upgrade().unwrap().health().unwrap();
+    assert_eq!(health.command(), ["/bin/check"]);
+    assert_eq!(
+        (
+            health.settle_secs(),
+            health.interval_secs(),
+            health.window_secs(),
+            health.tries()
+        ),
+        (10, 5, 60, 1)
+    );
+
+    let (config, _) = parse(&with_health(
+        "[upgrade.health]\ncommand = [\"/bin/check\"]\nsettle_secs = 1\ninterval_secs = 2\nwindow_secs = 5\ntries = 3",
+    ))
+    .unwrap();
+    let health = config.upgrade().unwrap().health().unwrap();
+    assert_eq!(
+        (
+            health.settle_secs(),
+            health.interval_secs(),
+            health.window_secs(),
+            health.tries()
+        ),
+        (1, 2, 5, 3)
+    );
+    let normalized = config.normalized_toml();
+    let (again, _) = parse(&normalized).unwrap();
+    assert_eq!(again, config);
+}
+
+#[test]
+fn health_table_values_out_of_range_rejected() {
+    for (line, key, min, max) in [
+        ("settle_secs = -1", "upgrade.health.settle_secs", 0, 86_400),
+        (
+            "settle_secs = 86401",
+            "upgrade.health.settle_secs",
+            0,
+            86_400,
+        ),
+        (
+            "interval_secs = 0",
+            "upgrade.health.interval_secs",
+            1,
+            86_400,
+        ),
+        (
+            "window_secs = 86401",
+            "upgrade.health.window_secs",
+            0,
+            86_400,
+        ),
+        ("tries = 0", "upgrade.health.tries", 1, 100),
+        ("tries = 101", "upgrade.health.tries", 1, 100),
+    ] {
+        let text = with_health(&format!(
+            "[upgrade.health]\ncommand = [\"/bin/check\"]\n{line}"
+        ));
+        let (found_key, problem, at) = invalid(&text);
+        assert_eq!(found_key, key, "{line}");
+        assert!(
+            matches!(problem, Problem::OutOfRange { min: m, max: x, .. } if m == min && x == max),
+            "{line}: {problem:?}"
+        );
+        assert_eq!(at, Some(line_of(&text, line)), "{line}");
+        assert!(error(&text)
+            .to_string()
+            .contains("hint: use a value inside the range"));
+    }
+}
+
+#[test]
+fn health_table_needs_an_argv_command_and_known_keys() {
+    let (msg, _) = toml_error(&with_health("[upgrade.health]\nsettle_secs = 1"));
+    assert!(msg.contains("missing field `command`"), "{msg}");
+
+    let (msg, _) = toml_error(&with_health(
+        "[upgrade.health]\ncommand = [\"/bin/check\"]\nwindow = 5",
+    ));
+    assert!(msg.contains("unknown field `window`"), "{msg}");
+
+    let text = with_health("[upgrade.health]\ncommand = []");
+    let (key, problem, _) = invalid(&text);
+    assert_eq!(
+        (key.as_str(), problem),
+        ("upgrade.health.command", Problem::EmptyCommand)
+    );
+
+    let text = with_health("[upgrade.health]\ncommand = \"check --ok\"");
+    assert!(toml_error(&text).0.contains("array of strings"));
+
+    // A plain string for `health` names both accepted forms, and the argv
+    // advice applies.
+    let text = edit(
+        "timeout_secs = 900",
+        "timeout_secs = 900\nhealth = \"check\"",
+    );
+    let err = error(&text);
+    assert!(
+        err.to_string().contains("or a table with `command`"),
+        "{err}"
+    );
+    assert!(err.advice().contains("never runs through a shell"), "{err}");
 }

@@ -543,11 +543,19 @@ async fn health_failure_triggers_rollback() {
     let dir = TempDir::new().unwrap();
     let rolled = path(&dir, "rolled-back");
     let program = script(dir.path(), "hook", "exit 0");
-    let health = script(dir.path(), "health", "exit 1");
+    // Healthy once the rollback has run.
+    let health = script(
+        dir.path(),
+        "health",
+        &format!("test -e \"{}\"", rolled.display()),
+    );
     let rollback = script(
         dir.path(),
         "rollback",
-        &format!("echo \"$QUBE_VERSION\" > \"{}\"", rolled.display()),
+        &format!(
+            "echo \"$QUBE_VERSION $QUBE_FAILED_STEP $QUBE_HEALTH_RESULT $QUBE_COMMAND_RESULT\" > \"{}\"",
+            rolled.display()
+        ),
     );
     let proposal = upgrade("v1.2.3", &sha256_hex(b"y"));
     let outcome = execute(
@@ -562,13 +570,13 @@ async fn health_failure_triggers_rollback() {
     )
     .await;
     assert_eq!(outcome.status, Status::Failure);
-    assert_eq!(
-        outcome.error.as_deref(),
-        Some("health check failed; rolled back")
-    );
+    assert_eq!(outcome.error.as_deref(), Some("rolled back"));
     let programs: Vec<&str> = outcome.steps.iter().map(|s| s.argv0.as_str()).collect();
-    assert_eq!(programs, [&program, &health, &rollback]);
-    assert_eq!(std::fs::read_to_string(&rolled).unwrap(), "v1.2.3\n");
+    assert_eq!(programs, [&program, &health, &rollback, &health]);
+    assert_eq!(
+        std::fs::read_to_string(&rolled).unwrap(),
+        "v1.2.3 health exit status 1 ok\n"
+    );
 }
 
 #[tokio::test]
@@ -587,11 +595,32 @@ async fn failed_rollback_and_missing_rollback_are_reported() {
         toml_str(&rollback)
     ));
     let outcome = execute(&with_rollback, &proposal, &env).await;
-    assert_eq!(
-        outcome.error.as_deref(),
-        Some("health check failed; rollback failed: exit status 2")
-    );
+    assert_eq!(outcome.error.as_deref(), Some("rollback failed"));
     assert_eq!(outcome.steps.len(), 3);
+    assert_eq!(
+        outcome.summary[2].error.as_deref(),
+        Some("exit status 2"),
+        "{:?}",
+        outcome.summary
+    );
+
+    // The rollback itself succeeds but health still fails after it.
+    let ok = script(dir.path(), "ok", "exit 0");
+    let useless_rollback = hook(&format!(
+        "command = [{}]\nhealth = [{}]\nrollback = [{}]",
+        toml_str(&program),
+        toml_str(&health),
+        toml_str(&ok)
+    ));
+    let outcome = execute(&useless_rollback, &proposal, &env).await;
+    assert_eq!(outcome.error.as_deref(), Some("rollback failed"));
+    let names: Vec<&str> = outcome.summary.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        ["command", "health", "rollback", "health after rollback"]
+    );
+    assert_eq!(outcome.summary[2].error, None);
+    assert_eq!(outcome.summary[3].error.as_deref(), Some("exit status 1"));
 
     let without_rollback = hook(&format!(
         "command = [{}]\nhealth = [{}]",
@@ -615,6 +644,235 @@ async fn failed_rollback_and_missing_rollback_are_reported() {
     let outcome = execute(&passing, &proposal, &env).await;
     assert!(outcome.is_success(), "{outcome:?}");
     assert_eq!(outcome.steps.len(), 2);
+}
+
+// --- the health window --------------------------------------------------------
+
+/// A "service" the hooks start: a real background `sleep` whose pid they
+/// write to `service.pid`. Killed (only that pid) when the test ends.
+struct Service {
+    dir: TempDir,
+}
+
+impl Service {
+    fn new() -> Service {
+        Service {
+            dir: TempDir::new().unwrap(),
+        }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// A script that logs `label` (with `$QUBE_FAILED_STEP` and
+    /// `$QUBE_HEALTH_RESULT` when set) and starts the service for
+    /// `lifetime_secs`, then exits with `exit`.
+    fn starter(&self, name: &str, label: &str, lifetime_secs: u64, exit: i32) -> String {
+        script(
+            self.dir.path(),
+            name,
+            &format!(
+                "echo \"{label}${{QUBE_FAILED_STEP:+ failed=$QUBE_FAILED_STEP}}${{QUBE_HEALTH_RESULT:+ health=$QUBE_HEALTH_RESULT}}\" >> \"{log}\"\n\
+                 sleep {lifetime_secs} </dev/null >/dev/null 2>&1 &\n\
+                 echo $! > \"{pid}\"\n\
+                 exit {exit}",
+                log = self.file("log"),
+                pid = self.file("service.pid"),
+            ),
+        )
+    }
+
+    /// A health check: passes while the service process is alive (not a
+    /// zombie), logging `health ok` or `health dead`.
+    fn check(&self) -> String {
+        script(
+            self.dir.path(),
+            "health",
+            &format!(
+                "pid=$(cat \"{pid}\")\n\
+                 state=$(cut -d' ' -f3 \"/proc/$pid/stat\" 2>/dev/null)\n\
+                 if [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo 'health ok' >> \"{log}\"; exit 0; fi\n\
+                 echo 'health dead' >> \"{log}\"\n\
+                 exit 1",
+                log = self.file("log"),
+                pid = self.file("service.pid"),
+            ),
+        )
+    }
+
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.file("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The log with runs of the same line collapsed to one.
+    fn log_collapsed(&self) -> Vec<String> {
+        let mut lines = self.log();
+        lines.dedup();
+        lines
+    }
+
+    /// `[upgrade]` with `command`, `rollback` and a `[upgrade.health]`
+    /// window of `settle_secs` 1, `interval_secs` 1, `window_secs` 5.
+    fn hook(&self, command: &str, rollback: &str) -> Hook {
+        hook(&format!(
+            "command = [{}]\nrollback = [{}]\ntimeout_secs = 10\n\n[upgrade.health]\ncommand = [{}]\nsettle_secs = 1\ninterval_secs = 1\nwindow_secs = 5",
+            toml_str(command),
+            toml_str(rollback),
+            toml_str(&self.check())
+        ))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // The last service the hooks started, by its pid: it is this test's.
+        if let Ok(text) = std::fs::read_to_string(self.file("service.pid")) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_window_catches_a_service_that_dies_after_3_s_and_rolls_back() {
+    let service = Service::new();
+    let command = service.starter("upgrade", "upgrade", 3, 0);
+    let rollback = service.starter("rollback", "rollback", 60, 0);
+    let proposal = upgrade("v1.2.3", &sha256_hex(b"y"));
+    let started = Instant::now();
+    let outcome = execute(
+        &service.hook(&command, &rollback),
+        &proposal,
+        &env_for(&proposal),
+    )
+    .await;
+    assert_eq!(outcome.status, Status::Failure);
+    assert_eq!(outcome.error.as_deref(), Some("rolled back"), "{outcome:?}");
+    assert_eq!(
+        service.log_collapsed(),
+        [
+            "upgrade",
+            "health ok",
+            "health dead",
+            "rollback failed=health health=exit status 1",
+            "health ok",
+        ]
+    );
+    let names: Vec<&str> = outcome.summary.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names,
+        ["command", "health", "rollback", "health after rollback"]
+    );
+    let health = &outcome.summary[1];
+    assert_eq!(health.error.as_deref(), Some("exit status 1"));
+    // Caught inside the window (settle 1 s + window 5 s), after it passed
+    // at least once.
+    assert!(health.runs >= 2, "{health:?}");
+    assert!(health.duration_ms >= 2_000, "{health:?}");
+    assert!(health.duration_ms < 6_000, "{health:?}");
+    // After the rollback the whole window ran again and passed.
+    let again = &outcome.summary[3];
+    assert_eq!(again.error, None);
+    assert!(again.runs >= 2, "{again:?}");
+    assert!(again.duration_ms >= 6_000, "{again:?}");
+    assert!(started.elapsed() >= Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn health_window_passes_a_healthy_service() {
+    let service = Service::new();
+    let command = service.starter("upgrade", "upgrade", 60, 0);
+    let rollback = service.starter("rollback", "rollback", 60, 0);
+    let proposal = upgrade("v1.2.3", &sha256_hex(b"y"));
+    let outcome = execute(
+        &service.hook(&command, &rollback),
+        &proposal,
+        &env_for(&proposal),
+    )
+    .await;
+    assert!(outcome.is_success(), "{outcome:?}");
+    assert_eq!(service.log_collapsed(), ["upgrade", "health ok"]);
+    let health = &outcome.summary[1];
+    assert_eq!((health.name, health.error.as_deref()), ("health", None));
+    // Settle 1 s, then checks from 0 to 5 s.
+    assert!(health.duration_ms >= 6_000, "{health:?}");
+    let checks = service.log().iter().filter(|l| *l == "health ok").count();
+    assert!(checks >= 2, "{checks} checks");
+    assert_eq!(outcome.steps.len(), 2);
+}
+
+#[tokio::test]
+async fn health_window_reports_a_failing_rollback() {
+    let service = Service::new();
+    let command = service.starter("upgrade", "upgrade", 3, 0);
+    // The rollback starts nothing useful and fails.
+    let rollback = script(
+        service.dir.path(),
+        "rollback",
+        &format!(
+            "echo \"rollback $QUBE_ROLLBACK_RESULT\" >> \"{}\"\nexit 2",
+            service.file("log")
+        ),
+    );
+    let proposal = upgrade("v1.2.3", &sha256_hex(b"y"));
+    let outcome = execute(
+        &service.hook(&command, &rollback),
+        &proposal,
+        &env_for(&proposal),
+    )
+    .await;
+    assert_eq!(outcome.status, Status::Failure);
+    assert_eq!(outcome.error.as_deref(), Some("rollback failed"));
+    assert_eq!(
+        service.log_collapsed(),
+        ["upgrade", "health ok", "health dead", "rollback "]
+    );
+    let names: Vec<&str> = outcome.summary.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["command", "health", "rollback"]);
+    assert_eq!(outcome.summary[2].error.as_deref(), Some("exit status 2"));
+}
+
+#[tokio::test]
+async fn health_tries_retry_a_check_before_it_fails() {
+    let dir = TempDir::new().unwrap();
+    let count = path(&dir, "count");
+    let program = script(dir.path(), "hook", "exit 0");
+    // Fails on its first two runs, passes from the third.
+    let flaky = script(
+        dir.path(),
+        "flaky",
+        &format!(
+            "echo x >> \"{c}\"\n[ \"$(wc -l < \"{c}\")\" -ge 3 ]",
+            c = count.display()
+        ),
+    );
+    let proposal = upgrade("v1.2.3", &sha256_hex(b"y"));
+    let with_tries = |tries: u32| {
+        hook(&format!(
+            "command = [{}]\n\n[upgrade.health]\ncommand = [{}]\nsettle_secs = 0\nwindow_secs = 0\ntries = {tries}",
+            toml_str(&program),
+            toml_str(&flaky)
+        ))
+    };
+    let outcome = execute(&with_tries(2), &proposal, &env_for(&proposal)).await;
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("health check failed: exit status 1")
+    );
+    assert_eq!(outcome.summary[1].runs, 2);
+    std::fs::remove_file(&count).unwrap();
+    let outcome = execute(&with_tries(3), &proposal, &env_for(&proposal)).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+    assert_eq!(outcome.summary[1].runs, 3);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use qube_agent::config::NodeKeySource;
 use qube_agent::core::directive::{Action, DirectiveRules, Proposal};
 use qube_agent::state::journal::{
-    self, Corruption, Entry, Journal, JournalError, Status, GENESIS_PREV,
+    self, Corruption, Entry, Journal, JournalError, Status, StepRecord, GENESIS_PREV,
 };
 use qube_agent::state::{
     backoff_secs, StateDir, StateError, DIRECTIVES_FILE, LOCK_FILE, NODE_KEY_FILE, OUTBOX_FILE,
@@ -975,4 +975,72 @@ fn inspect_never_creates_a_journal() {
     assert!(path.exists());
     assert_eq!(journal.head(), (0, GENESIS_PREV));
     assert!(journal.interrupted().is_empty());
+}
+
+#[test]
+fn outcome_steps_are_kept_bounded_and_optional() {
+    let (_dir, path) = journal_path();
+    // A journal of records without steps, as older agents wrote them.
+    drop(four_records(&path));
+    let mut journal = Journal::open(&path).unwrap();
+    let seq = journal
+        .append_started(&proposal("v1.1.0"), &[[3u8; 32]], NOW + 200)
+        .unwrap();
+    let step = |name: &str, result: &str, at: u64, ms: u64, runs: u32| StepRecord {
+        name: name.into(),
+        result: result.into(),
+        at,
+        ms,
+        runs,
+    };
+    let steps = vec![
+        step("command", "ok", NOW + 200, 1_500, 1),
+        step("health", "exit status 1", NOW + 202, 4_010, 4),
+        step("rollback", &"x".repeat(1000), NOW + 206, 20, 1),
+        step("health after rollback", "ok", NOW + 206, 6_000, 6),
+    ];
+    journal
+        .append_outcome_with_steps(seq, Status::Failure, Some("rolled back"), &steps, NOW + 212)
+        .unwrap();
+    drop(journal);
+
+    let journal = Journal::open(&path).unwrap();
+    let records = journal.records();
+    // The older records read with no steps.
+    assert!(matches!(
+        &records[1].entry,
+        Entry::Outcome { steps, .. } if steps.is_empty()
+    ));
+    let Entry::Outcome {
+        status,
+        error,
+        steps: read,
+        ..
+    } = &records[5].entry
+    else {
+        panic!("{:?}", records[5]);
+    };
+    assert_eq!(
+        (*status, error.as_deref()),
+        (Status::Failure, Some("rolled back"))
+    );
+    let names: Vec<&str> = read.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["command", "health", "rollback", "health after rollback"]
+    );
+    assert_eq!(read[1], steps[1]);
+    assert_eq!(
+        read[2].result,
+        format!("{}…", "x".repeat(journal::MAX_STEP_TEXT_BYTES))
+    );
+    let line = fs::read_to_string(&path).unwrap();
+    assert!(
+        line.contains(
+            r#""steps":[{"name":"command","result":"ok","at":1700000200,"ms":1500,"runs":1}"#
+        ),
+        "{line}"
+    );
+    // Records without steps are written as before: no `steps` key.
+    assert_eq!(line.matches("\"steps\"").count(), 1);
 }

@@ -723,3 +723,112 @@ async fn dry_run_tallies_but_runs_publishes_and_records_nothing() {
     assert!(files.is_empty(), "a dry run wrote {files:?}");
     agent.abort();
 }
+
+/// Kills the "service" a test's hooks started (its pid file) when dropped.
+struct ServicePid(std::path::PathBuf);
+
+impl Drop for ServicePid {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(&self.0) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+fn write_script(path: &std::path::Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_dies_in_the_health_window_is_rolled_back_and_journaled() {
+    // The upgrade starts a "service" (a real process) that dies 3 s later;
+    // the rollback starts one that stays up.
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("service.pid");
+    let log = dir.path().join("steps.log");
+    let _service = ServicePid(pid.clone());
+    let node = Node::with_hook(&format!(
+        "echo upgrade >> {log:?}\nsleep 3 </dev/null >/dev/null 2>&1 &\necho $! > {pid:?}"
+    ));
+    let health = dir.path().join("health.sh");
+    write_script(
+        &health,
+        &format!(
+            "state=$(cut -d' ' -f3 \"/proc/$(cat {pid:?})/stat\" 2>/dev/null)\n\
+             if [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo 'health ok' >> {log:?}; exit 0; fi\n\
+             echo 'health dead' >> {log:?}\nexit 1"
+        ),
+    );
+    let rollback = dir.path().join("rollback.sh");
+    write_script(
+        &rollback,
+        &format!(
+            "echo \"rollback $QUBE_FAILED_STEP $QUBE_HEALTH_RESULT\" >> {log:?}\n\
+             sleep 60 </dev/null >/dev/null 2>&1 &\necho $! > {pid:?}"
+        ),
+    );
+    let (_relay, ack) = quorum_and_ack(
+        &node,
+        &format!(
+            "rollback = [{rollback:?}]\n\n[upgrade.health]\ncommand = [{health:?}]\nsettle_secs = 1\ninterval_secs = 1\nwindow_secs = 5"
+        ),
+    )
+    .await;
+    assert_failure(&ack, "rolled back");
+    assert_eq!(node.runs().len(), 1);
+    let mut steps: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    steps.dedup();
+    assert_eq!(
+        steps,
+        [
+            "upgrade",
+            "health ok",
+            "health dead",
+            "rollback health exit status 1",
+            "health ok"
+        ]
+    );
+
+    // The journal's outcome names every step, how it ended and when.
+    let journal =
+        qube_agent::state::journal::inspect(&node.dir.path().join("state").join("journal.jsonl"))
+            .unwrap();
+    let outcome = journal
+        .records
+        .iter()
+        .find_map(|r| match &r.entry {
+            qube_agent::state::journal::Entry::Outcome { error, steps, .. } => {
+                Some((error.clone(), steps.clone()))
+            }
+            qube_agent::state::journal::Entry::Started { .. } => None,
+        })
+        .expect("no outcome in the journal");
+    assert_eq!(outcome.0.as_deref(), Some("rolled back"));
+    let summary: Vec<(&str, &str)> = outcome
+        .1
+        .iter()
+        .map(|s| (s.name.as_str(), s.result.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("command", "ok"),
+            ("health", "exit status 1"),
+            ("rollback", "ok"),
+            ("health after rollback", "ok")
+        ]
+    );
+    let started = outcome.1[0].at;
+    assert!(outcome.1.iter().all(|s| s.at >= started && s.at <= now()));
+    assert!(outcome.1[3].ms >= 6_000, "{:?}", outcome.1[3]);
+}

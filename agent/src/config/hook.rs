@@ -14,7 +14,7 @@ pub struct Hook {
     pub(super) timeout_secs: u64,
     pub(super) artifact: Option<ArtifactTemplate>,
     pub(super) fetch: Option<Vec<String>>,
-    pub(super) health: Option<Vec<String>>,
+    pub(super) health: Option<Health>,
     pub(super) rollback: Option<Vec<String>>,
 }
 
@@ -42,14 +42,75 @@ impl Hook {
         self.fetch.as_deref()
     }
 
-    /// Optional argv run after `command`; a failure triggers `rollback`.
-    pub fn health(&self) -> Option<&[String]> {
-        self.health.as_deref()
+    /// Optional health check after `command` (and again after `rollback`);
+    /// a failure triggers `rollback`.
+    pub fn health(&self) -> Option<&Health> {
+        self.health.as_ref()
     }
 
-    /// Optional argv run when `health` fails.
+    /// Optional argv run when the health check fails.
     pub fn rollback(&self) -> Option<&[String]> {
         self.rollback.as_deref()
+    }
+}
+
+/// The health check of a hook section (`docs/PROTOCOL.md` section 12): the
+/// `[upgrade.health]` / `[reboot.health]` table, or the older
+/// `health = [argv]` form, which means one check right after `command`
+/// (`settle_secs` 0, `window_secs` 0, `tries` 1, `interval_secs` the
+/// default).
+///
+/// After the action, the agent waits `settle_secs`, then runs `command` at
+/// the start of the window and every `interval_secs` after, and once more
+/// when `window_secs` have passed; every check must pass. A check that fails
+/// is retried up to `tries` attempts in all, 1 s apart
+/// ([`HEALTH_RETRY_PAUSE_SECS`](super::HEALTH_RETRY_PAUSE_SECS)), before
+/// the window fails. With `window_secs` 0 there is one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub(super) command: Vec<String>,
+    pub(super) settle_secs: u64,
+    pub(super) interval_secs: u64,
+    pub(super) window_secs: u64,
+    pub(super) tries: u32,
+}
+
+impl Health {
+    /// The check's argv (same rules as the other hook argvs); each run
+    /// has the section's `timeout_secs`.
+    pub fn command(&self) -> &[String] {
+        &self.command
+    }
+
+    /// How long to wait after the action before the first check, in
+    /// seconds: 0 to [`MAX_HEALTH_SECS`](super::MAX_HEALTH_SECS); default
+    /// [`DEFAULT_HEALTH_SETTLE_SECS`](super::DEFAULT_HEALTH_SETTLE_SECS)
+    /// in a table, 0 in the argv form.
+    pub fn settle_secs(&self) -> u64 {
+        self.settle_secs
+    }
+
+    /// Time between the starts of two checks in the window, in seconds: 1
+    /// to [`MAX_HEALTH_SECS`](super::MAX_HEALTH_SECS); default
+    /// [`DEFAULT_HEALTH_INTERVAL_SECS`](super::DEFAULT_HEALTH_INTERVAL_SECS).
+    /// A check that runs longer delays the next one.
+    pub fn interval_secs(&self) -> u64 {
+        self.interval_secs
+    }
+
+    /// How long health must keep passing, in seconds, counted from the
+    /// first check: 0 (one check) to
+    /// [`MAX_HEALTH_SECS`](super::MAX_HEALTH_SECS); default
+    /// [`DEFAULT_HEALTH_WINDOW_SECS`](super::DEFAULT_HEALTH_WINDOW_SECS) in
+    /// a table, 0 in the argv form.
+    pub fn window_secs(&self) -> u64 {
+        self.window_secs
+    }
+
+    /// Attempts per check before it counts as failed: 1 to
+    /// [`MAX_HEALTH_TRIES`](super::MAX_HEALTH_TRIES); default 1.
+    pub fn tries(&self) -> u32 {
+        self.tries
     }
 }
 

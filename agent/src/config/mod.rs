@@ -43,7 +43,7 @@ pub use alert::{
 };
 pub use derived::{default_node_id, effective_installed};
 pub use error::{ConfigError, ConfigErrorKind, Problem, Warning};
-pub use hook::{ArtifactTemplate, Hook};
+pub use hook::{ArtifactTemplate, Health, Hook};
 
 /// The largest config file [`Config::load`] reads, in bytes (1 MiB). A real
 /// config is a few kilobytes.
@@ -67,6 +67,21 @@ pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
 pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u64 = 3600;
 /// The largest accepted `heartbeat.interval_secs`, in seconds (one day).
 pub const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 86_400;
+/// `settle_secs` of a `[SECTION.health]` table that does not set it, in
+/// seconds.
+pub const DEFAULT_HEALTH_SETTLE_SECS: u64 = 10;
+/// `interval_secs` of a health check that does not set it, in seconds.
+pub const DEFAULT_HEALTH_INTERVAL_SECS: u64 = 5;
+/// `window_secs` of a `[SECTION.health]` table that does not set it, in
+/// seconds.
+pub const DEFAULT_HEALTH_WINDOW_SECS: u64 = 60;
+/// The largest accepted health `settle_secs`, `interval_secs` and
+/// `window_secs`, in seconds (one day).
+pub const MAX_HEALTH_SECS: u64 = 86_400;
+/// The largest accepted health `tries`.
+pub const MAX_HEALTH_TRIES: u64 = 100;
+/// The pause between two attempts of one health check, in seconds.
+pub const HEALTH_RETRY_PAUSE_SECS: u64 = 1;
 /// The longest `network`, `d_tag`, `node_id` or follow `name`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 

@@ -158,9 +158,21 @@ struct HookView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     fetch: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     rollback: Option<&'a [String]>,
+    /// Last: written as the `[SECTION.health]` table, also for the argv
+    /// form (which it is equivalent to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<HealthView<'a>>,
+}
+
+/// A `[SECTION.health]` table, defaults filled in.
+#[derive(Serialize)]
+struct HealthView<'a> {
+    command: &'a [String],
+    settle_secs: u64,
+    interval_secs: u64,
+    window_secs: u64,
+    tries: u32,
 }
 
 impl<'a> View<'a> {
@@ -230,8 +242,14 @@ impl<'a> HookView<'a> {
             timeout_secs: hook.timeout_secs(),
             artifact: hook.artifact().map(|a| a.as_str()),
             fetch: hook.fetch(),
-            health: hook.health(),
             rollback: hook.rollback(),
+            health: hook.health().map(|h| HealthView {
+                command: h.command(),
+                settle_secs: h.settle_secs(),
+                interval_secs: h.interval_secs(),
+                window_secs: h.window_secs(),
+                tries: h.tries(),
+            }),
         }
     }
 }

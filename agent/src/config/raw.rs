@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -87,8 +88,53 @@ pub(super) struct RawHook {
     pub(super) timeout_secs: Option<Spanned<i64>>,
     pub(super) artifact: Option<Spanned<String>>,
     pub(super) fetch: Option<Spanned<RawArgv>>,
-    pub(super) health: Option<Spanned<RawArgv>>,
+    pub(super) health: Option<Spanned<RawHealth>>,
     pub(super) rollback: Option<Spanned<RawArgv>>,
+}
+
+/// `health`: an argv (one check right after `command`, the older form) or
+/// a `[SECTION.health]` table (the health window).
+pub(super) enum RawHealth {
+    Argv(RawArgv),
+    Table(RawHealthTable),
+}
+
+/// A `[upgrade.health]` or `[reboot.health]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealthTable {
+    pub(super) command: Spanned<RawArgv>,
+    pub(super) settle_secs: Option<Spanned<i64>>,
+    pub(super) interval_secs: Option<Spanned<i64>>,
+    pub(super) window_secs: Option<Spanned<i64>>,
+    pub(super) tries: Option<Spanned<i64>>,
+}
+
+/// What `health` must be; the TOML type error quotes it. It contains
+/// [`ARGV_EXPECTED`], so the argv advice applies to it too.
+pub(super) const HEALTH_EXPECTED: &str = "an array of strings (argv: program then arguments; a shell command line is not accepted), or a table with `command` and optional `settle_secs`, `interval_secs`, `window_secs`, `tries`";
+
+impl<'de> Deserialize<'de> for RawHealth {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HealthVisitor;
+        impl<'de> Visitor<'de> for HealthVisitor {
+            type Value = RawHealth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(HEALTH_EXPECTED)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawHealth, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    argv.push(arg);
+                }
+                Ok(RawHealth::Argv(RawArgv(argv)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHealth, A::Error> {
+                RawHealthTable::deserialize(MapAccessDeserializer::new(map)).map(RawHealth::Table)
+            }
+        }
+        deserializer.deserialize_any(HealthVisitor)
+    }
 }
 
 /// What a hook command must be; the TOML type error quotes it.
@@ -115,5 +161,16 @@ impl<'de> Deserialize<'de> for RawArgv {
             }
         }
         deserializer.deserialize_seq(ArgvVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_type_error_gets_the_argv_advice() {
+        // ConfigError::advice matches on ARGV_EXPECTED.
+        assert!(HEALTH_EXPECTED.contains(ARGV_EXPECTED));
     }
 }

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::raw::{RawArgv, RawConfig, RawHook};
+use super::raw::{RawArgv, RawConfig, RawHealth, RawHook};
 use super::{
-    ArtifactTemplate, Config, ConfigError, ConfigErrorKind, Follow, Hook, NodeKeySource, Policy,
-    Problem, RelayUrl, Role, Version, Warning, DEFAULT_D_TAG, DEFAULT_HOOK_TIMEOUT_SECS,
-    DEFAULT_MAX_FUTURE_SKEW_SECS, DEFAULT_STATE_DIR, MAX_FUTURE_SKEW_SECS, MAX_HOOK_TIMEOUT_SECS,
-    MAX_NAME_LEN,
+    ArtifactTemplate, Config, ConfigError, ConfigErrorKind, Follow, Health, Hook, NodeKeySource,
+    Policy, Problem, RelayUrl, Role, Version, Warning, DEFAULT_D_TAG, DEFAULT_HEALTH_INTERVAL_SECS,
+    DEFAULT_HEALTH_SETTLE_SECS, DEFAULT_HEALTH_WINDOW_SECS, DEFAULT_HOOK_TIMEOUT_SECS,
+    DEFAULT_MAX_FUTURE_SKEW_SECS, DEFAULT_STATE_DIR, MAX_FUTURE_SKEW_SECS, MAX_HEALTH_SECS,
+    MAX_HEALTH_TRIES, MAX_HOOK_TIMEOUT_SECS, MAX_NAME_LEN,
 };
 use crate::core::nip19;
 
@@ -423,8 +424,11 @@ impl Source<'_> {
                 .transpose()
         };
         let fetch = optional("fetch", raw.fetch)?;
-        let health = optional("health", raw.health)?;
         let rollback = optional("rollback", raw.rollback)?;
+        let health = raw
+            .health
+            .map(|health| self.health(section, health, warnings))
+            .transpose()?;
         Ok(Hook {
             command,
             timeout_secs,
@@ -432,6 +436,70 @@ impl Source<'_> {
             fetch,
             health,
             rollback,
+        })
+    }
+
+    /// `SECTION.health`: the argv form (one check, no settle, no window)
+    /// or the table, every number in its range.
+    fn health(
+        &self,
+        section: &str,
+        raw: Spanned<RawHealth>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<Health, ConfigError> {
+        let span = raw.span();
+        let table = match raw.into_inner() {
+            RawHealth::Argv(argv) => {
+                let command = self.argv(
+                    &format!("{section}.health"),
+                    Spanned::new(span, argv),
+                    warnings,
+                )?;
+                return Ok(Health {
+                    command,
+                    settle_secs: 0,
+                    interval_secs: DEFAULT_HEALTH_INTERVAL_SECS,
+                    window_secs: 0,
+                    tries: 1,
+                });
+            }
+            RawHealth::Table(table) => table,
+        };
+        let key = |field: &str| format!("{section}.health.{field}");
+        let command = self.argv(&key("command"), table.command, warnings)?;
+        let secs = |field: &str, value: &Option<Spanned<i64>>, min: u64, default: u64| match value {
+            Some(v) => self.range(&key(field), v, min, MAX_HEALTH_SECS),
+            None => Ok(default),
+        };
+        let settle_secs = secs(
+            "settle_secs",
+            &table.settle_secs,
+            0,
+            DEFAULT_HEALTH_SETTLE_SECS,
+        )?;
+        let interval_secs = secs(
+            "interval_secs",
+            &table.interval_secs,
+            1,
+            DEFAULT_HEALTH_INTERVAL_SECS,
+        )?;
+        let window_secs = secs(
+            "window_secs",
+            &table.window_secs,
+            0,
+            DEFAULT_HEALTH_WINDOW_SECS,
+        )?;
+        let tries = match &table.tries {
+            Some(t) => self.range(&key("tries"), t, 1, MAX_HEALTH_TRIES)?,
+            None => 1,
+        };
+        Ok(Health {
+            command,
+            settle_secs,
+            interval_secs,
+            window_secs,
+            // At most MAX_HEALTH_TRIES, far below u32::MAX.
+            tries: u32::try_from(tries).unwrap_or(u32::MAX),
         })
     }
 }

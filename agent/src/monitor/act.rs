@@ -13,7 +13,7 @@ use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
 use crate::core::quorum::Decision;
 use crate::ipc::MonitorMessage;
-use crate::state::journal::{Entry, Journal};
+use crate::state::journal::{Entry, Journal, StepRecord};
 
 impl Monitor {
     /// Decides, and starts the winning proposal's hook when nothing runs
@@ -115,6 +115,7 @@ impl Monitor {
                     status: Status::Failure,
                     error: Some(error),
                     steps: Vec::new(),
+                    summary: Vec::new(),
                 })
             }
         }
@@ -132,10 +133,21 @@ impl Monitor {
         else {
             return Ok(());
         };
+        let steps: Vec<StepRecord> = outcome
+            .summary
+            .iter()
+            .map(|step| StepRecord {
+                name: step.name.to_owned(),
+                result: step.result().to_owned(),
+                at: step.started_at,
+                ms: step.duration_ms,
+                runs: step.runs,
+            })
+            .collect();
         let (status, error) = (outcome.status, outcome.error);
         let action_at = crate::now();
         if let Some(journal) = self.journal.as_mut() {
-            journal.append_outcome(seq, status, error.as_deref(), action_at)?;
+            journal.append_outcome_with_steps(seq, status, error.as_deref(), &steps, action_at)?;
         }
         match (&status, &error) {
             (Status::Success, _) => info!("{proposal}: success"),

@@ -9,8 +9,9 @@
 //!    (a mismatch is a failure with error `hash mismatch`, and `command`
 //!    never runs);
 //! 3. the `command` argv;
-//! 4. the optional `health` argv, and when it fails the optional
-//!    `rollback` argv.
+//! 4. the optional health window ([`Health`]: settle, then checks that
+//!    must all pass), and when it fails the optional `rollback` argv
+//!    followed by the health window again.
 //!
 //! Each argv runs through [`run_step`]: executed directly (never through a
 //! shell), with an environment of only the `QUBE_*` variables of
@@ -42,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use crate::config::{ArtifactTemplate, Hook};
+use crate::config::{ArtifactTemplate, Health, Hook, HEALTH_RETRY_PAUSE_SECS};
 use crate::core::directive::Proposal;
 use crate::core::text::printable;
 
@@ -144,6 +145,15 @@ impl ExecEnv {
     /// above (`PATH` is not among them; [`run_step`] adds [`HOOK_PATH`]).
     pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (*k, v.as_str()))
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value (the step
+    /// variables of [`execute`]).
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.vars.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => self.vars.push((name, value)),
+        }
     }
 
     /// The value of one variable, `None` for a name not in the table.
@@ -554,6 +564,35 @@ async fn verify_artifact(template: &ArtifactTemplate, proposal: &Proposal) -> Re
 
 pub use crate::core::ack::Status;
 
+/// One step of a run as the journal and the log record it: which step, how
+/// it ended, when, for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSummary {
+    /// `fetch`, `artifact` (the hash check), `command`, `health`,
+    /// `rollback`, or `health after rollback`.
+    pub name: &'static str,
+    /// `None` when it passed; otherwise the step's error
+    /// ([`StepResult::error`] for a process; for `artifact` the outcome
+    /// error such as `hash mismatch`). Never hook output.
+    pub error: Option<String>,
+    /// When the step started, unix seconds (for a health step: when its
+    /// settle time started).
+    pub started_at: u64,
+    /// Wall time of the whole step in milliseconds (for a health step:
+    /// settle time, window and every check).
+    pub duration_ms: u64,
+    /// Processes run: 1 for `fetch`, `command` and `rollback`, 0 for
+    /// `artifact`, every attempt of every check for a health step.
+    pub runs: u32,
+}
+
+impl StepSummary {
+    /// `ok`, or the error: the value of the step's `QUBE_<STEP>_RESULT`.
+    pub fn result(&self) -> &str {
+        self.error.as_deref().unwrap_or("ok")
+    }
+}
+
 /// What [`execute`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -569,27 +608,36 @@ pub struct Outcome {
     /// * `REASON` of `command` (see [`StepResult::error`]: `exit status N`,
     ///   `killed by signal N`, `timeout after N s`, `spawn failed: ...`)
     /// * `health check failed: REASON` (no `rollback` configured)
-    /// * `health check failed; rolled back`
-    /// * `health check failed; rollback failed: REASON`
+    /// * `rolled back`: health failed, `rollback` succeeded and health
+    ///   then passed again
+    /// * `rollback failed`: health failed, then `rollback` failed or
+    ///   health failed again after it (which one, and why, is in
+    ///   [`Outcome::summary`], the journal and the log)
     pub error: Option<String>,
-    /// Every step that ran, in order (fetch, command, health, rollback).
+    /// The processes that ran, in order (fetch, command, health,
+    /// rollback, health): all of them except that each health step keeps
+    /// only its last check (the one that failed, or the last that passed).
     pub steps: Vec<StepResult>,
+    /// Every step that ran, in order, with how it ended and when.
+    pub summary: Vec<StepSummary>,
 }
 
 impl Outcome {
-    fn success(steps: Vec<StepResult>) -> Outcome {
+    fn success(steps: Vec<StepResult>, summary: Vec<StepSummary>) -> Outcome {
         Outcome {
             status: Status::Success,
             error: None,
             steps,
+            summary,
         }
     }
 
-    fn failure(error: String, steps: Vec<StepResult>) -> Outcome {
+    fn failure(error: String, steps: Vec<StepResult>, summary: Vec<StepSummary>) -> Outcome {
         Outcome {
             status: Status::Failure,
             error: Some(bound_error(&error)),
             steps,
+            summary,
         }
     }
 
@@ -622,16 +670,172 @@ fn bound_error(error: &str) -> String {
     out
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The steps of one run so far: the processes, the summaries, and the
+/// environment later steps see (`QUBE_<STEP>_RESULT`, `QUBE_<STEP>_AT`).
+struct Run {
+    env: ExecEnv,
+    steps: Vec<StepResult>,
+    summary: Vec<StepSummary>,
+}
+
+impl Run {
+    /// Records a finished step: logs it, adds it to the summary and sets
+    /// its variables for the steps after it.
+    fn record(&mut self, summary: StepSummary) {
+        let vars = match summary.name {
+            "fetch" => Some(("QUBE_FETCH_RESULT", "QUBE_FETCH_AT")),
+            "artifact" => Some(("QUBE_ARTIFACT_RESULT", "QUBE_ARTIFACT_AT")),
+            "command" => Some(("QUBE_COMMAND_RESULT", "QUBE_COMMAND_AT")),
+            "health" => Some(("QUBE_HEALTH_RESULT", "QUBE_HEALTH_AT")),
+            "rollback" => Some(("QUBE_ROLLBACK_RESULT", "QUBE_ROLLBACK_AT")),
+            _ => None,
+        };
+        let ended_at = summary
+            .started_at
+            .saturating_add(summary.duration_ms / 1000);
+        if let Some((result, at)) = vars {
+            self.env.set(result, summary.result().to_owned());
+            self.env.set(at, ended_at.to_string());
+        }
+        tracing::info!(
+            step = summary.name,
+            result = summary.result(),
+            started_at = summary.started_at,
+            duration_ms = summary.duration_ms,
+            runs = summary.runs,
+            "hook step done"
+        );
+        self.summary.push(summary);
+    }
+
+    /// Runs one argv as step `name` and records it; returns its error.
+    async fn process(
+        &mut self,
+        name: &'static str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Option<String> {
+        let started_at = crate::now();
+        let step = run_step(argv, &self.env, timeout).await;
+        let error = step.error();
+        self.record(StepSummary {
+            name,
+            error: error.clone(),
+            started_at,
+            duration_ms: millis(step.duration),
+            runs: 1,
+        });
+        self.steps.push(step);
+        error
+    }
+
+    /// Runs the health window as step `name` and records it; returns its
+    /// error (that of the check that failed).
+    ///
+    /// Waits `settle_secs`, then checks at the start of the window, every
+    /// `interval_secs` after (start to start; a check that runs longer
+    /// delays the next) and once more when `window_secs` have passed since
+    /// the first check. Each check is up to `tries` runs of the command,
+    /// [`HEALTH_RETRY_PAUSE_SECS`] apart; the first check whose every
+    /// attempt fails ends the window. Every wait is bounded by the
+    /// configured seconds (at most a day each).
+    async fn health(
+        &mut self,
+        name: &'static str,
+        health: &Health,
+        timeout: Duration,
+    ) -> Option<String> {
+        let started_at = crate::now();
+        let began = Instant::now();
+        if health.settle_secs() > 0 {
+            tracing::info!(
+                step = name,
+                settle_secs = health.settle_secs(),
+                window_secs = health.window_secs(),
+                "waiting before the first health check"
+            );
+            tokio::time::sleep(Duration::from_secs(health.settle_secs())).await;
+        }
+        let window_start = tokio::time::Instant::now();
+        let window_end = window_start + Duration::from_secs(health.window_secs());
+        let interval = Duration::from_secs(health.interval_secs());
+        let mut next = window_start;
+        let mut runs = 0u32;
+        let mut checks = 0u32;
+        let (error, last) = loop {
+            tokio::time::sleep_until(next).await;
+            let check_started = tokio::time::Instant::now();
+            checks = checks.saturating_add(1);
+            let mut attempt = 0u32;
+            let step = loop {
+                attempt = attempt.saturating_add(1);
+                runs = runs.saturating_add(1);
+                let step = run_step(health.command(), &self.env, timeout).await;
+                if step.success() || attempt >= health.tries() {
+                    break step;
+                }
+                tracing::warn!(
+                    step = name,
+                    check = checks,
+                    attempt,
+                    tries = health.tries(),
+                    "health check attempt failed; trying again in {HEALTH_RETRY_PAUSE_SECS} s"
+                );
+                tokio::time::sleep(Duration::from_secs(HEALTH_RETRY_PAUSE_SECS)).await;
+            };
+            if let Some(error) = step.error() {
+                tracing::warn!(
+                    step = name,
+                    check = checks,
+                    into_window_ms = millis(check_started.duration_since(window_start)),
+                    %error,
+                    "health check failed"
+                );
+                break (Some(error), step);
+            }
+            if check_started >= window_end {
+                break (None, step);
+            }
+            next = (next + interval).min(window_end);
+        };
+        self.steps.push(last);
+        self.record(StepSummary {
+            name,
+            error: error.clone(),
+            started_at,
+            duration_ms: millis(began.elapsed()),
+            runs,
+        });
+        error
+    }
+}
+
 /// Runs `hook` for `proposal` under the execution contract
-/// (`docs/PROTOCOL.md` section 12) and says what happened; every step runs under
-/// `hook.timeout_secs()` seconds ([`run_step`]).
+/// (`docs/PROTOCOL.md` section 12) and says what happened; every process
+/// runs under `hook.timeout_secs()` seconds ([`run_step`]).
 ///
 /// Order: `fetch` (if set; failure ends here), the artifact hash check
 /// (if `artifact` is set; `command` never runs unless SHA-256 of
 /// `artifact` with `{version}` expanded to `proposal.version` equals
-/// `proposal.hash`), `command`, then `health` (if set) and, when `health`
-/// fails, `rollback` (if set). A failed `health` is a failure even when the
-/// rollback succeeded. See [`Outcome::error`] for the messages.
+/// `proposal.hash`), `command`, then the health window (if `health` is
+/// set, see [`Health`]) and, when it fails, `rollback` (if set) followed
+/// by the same health window again. A failed health window is a failure
+/// even when the rollback succeeded. See [`Outcome::error`] for the
+/// messages.
+///
+/// Every step after the first sees, besides `env`, `QUBE_<STEP>_RESULT`
+/// (`ok` or the step's error) and `QUBE_<STEP>_AT` (unix seconds when it
+/// ended) for each step before it, `<STEP>` one of `FETCH`, `ARTIFACT`,
+/// `COMMAND`, `HEALTH`, `ROLLBACK`; `rollback` and the health window after
+/// it also see `QUBE_FAILED_STEP=health`.
+///
+/// The whole run takes at most the sum of its processes' time limits plus
+/// the health settle times, windows and retry pauses: every wait is
+/// bounded.
 ///
 /// `env` should be [`ExecEnv::new`] of the same `proposal`.
 ///
@@ -642,53 +846,64 @@ fn bound_error(error: &str) -> String {
 /// `started`, which is acknowledged as `interrupted` at the next start.
 pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome {
     let timeout = Duration::from_secs(hook.timeout_secs());
-    let mut steps = Vec::new();
+    let mut run = Run {
+        env: env.clone(),
+        steps: Vec::new(),
+        summary: Vec::new(),
+    };
     tracing::info!(%proposal, "running hook");
 
     if let Some(fetch) = hook.fetch() {
-        let step = run_step(fetch, env, timeout).await;
-        let error = step.error();
-        steps.push(step);
-        if let Some(e) = error {
-            return Outcome::failure(format!("fetch failed: {e}"), steps);
+        if let Some(e) = run.process("fetch", fetch, timeout).await {
+            return Outcome::failure(format!("fetch failed: {e}"), run.steps, run.summary);
         }
     }
 
     if let Some(template) = hook.artifact() {
-        if let Err(e) = verify_artifact(template, proposal).await {
-            return Outcome::failure(e, steps);
+        let started_at = crate::now();
+        let began = Instant::now();
+        let checked = verify_artifact(template, proposal).await;
+        run.record(StepSummary {
+            name: "artifact",
+            error: checked.as_ref().err().cloned(),
+            started_at,
+            duration_ms: millis(began.elapsed()),
+            runs: 0,
+        });
+        if let Err(e) = checked {
+            return Outcome::failure(e, run.steps, run.summary);
         }
     }
 
-    let step = run_step(hook.command(), env, timeout).await;
-    let error = step.error();
-    steps.push(step);
-    if let Some(e) = error {
-        return Outcome::failure(e, steps);
+    if let Some(e) = run.process("command", hook.command(), timeout).await {
+        return Outcome::failure(e, run.steps, run.summary);
     }
 
     if let Some(health) = hook.health() {
-        let step = run_step(health, env, timeout).await;
-        let health_error = step.error();
-        steps.push(step);
-        if let Some(health_error) = health_error {
+        if let Some(health_error) = run.health("health", health, timeout).await {
             let Some(rollback) = hook.rollback() else {
-                return Outcome::failure(format!("health check failed: {health_error}"), steps);
+                return Outcome::failure(
+                    format!("health check failed: {health_error}"),
+                    run.steps,
+                    run.summary,
+                );
             };
             tracing::warn!(error = %health_error, "health check failed; rolling back");
-            let step = run_step(rollback, env, timeout).await;
-            let rollback_error = step.error();
-            steps.push(step);
-            let error = match rollback_error {
-                None => "health check failed; rolled back".to_owned(),
-                Some(e) => format!("health check failed; rollback failed: {e}"),
+            run.env.set("QUBE_FAILED_STEP", "health".to_owned());
+            let error = match run.process("rollback", rollback, timeout).await {
+                Some(_) => "rollback failed",
+                None => match run.health("health after rollback", health, timeout).await {
+                    None => "rolled back",
+                    Some(_) => "rollback failed",
+                },
             };
-            return Outcome::failure(error, steps);
+            tracing::error!(%proposal, "{error}");
+            return Outcome::failure(error.to_owned(), run.steps, run.summary);
         }
     }
 
     tracing::info!(%proposal, "hook succeeded");
-    Outcome::success(steps)
+    Outcome::success(run.steps, run.summary)
 }
 
 #[cfg(test)]

@@ -544,11 +544,13 @@ impl Monitor {
             info!("shutting down");
             return Ok(());
         };
+        let (step_secs, window_secs) = self.hook_limits_secs(running.proposal.action);
         warn!(
-            "shutting down after the running {} hook for {} finishes (each step at most {} s); signal again to abandon it",
+            "shutting down after the running {} hook for {} finishes (each step at most {} s, a health window {} s); signal again to abandon it",
             running.proposal.action.as_str(),
             running.proposal,
-            self.hook_timeout_secs(running.proposal.action),
+            step_secs,
+            window_secs,
         );
         tokio::select! {
             outcome = finished.recv() => {
@@ -564,14 +566,18 @@ impl Monitor {
         Ok(())
     }
 
-    /// The step timeout of `action`'s hook, seconds (0 when none is
-    /// configured).
-    fn hook_timeout_secs(&self, action: crate::core::directive::Action) -> u64 {
+    /// The step timeout of `action`'s hook and its health wait
+    /// (`settle_secs` + `window_secs`, which a stop also waits out), in
+    /// seconds; 0 for what is not configured.
+    fn hook_limits_secs(&self, action: crate::core::directive::Action) -> (u64, u64) {
         let hook = match action {
             crate::core::directive::Action::Upgrade => self.config.upgrade(),
             crate::core::directive::Action::Reboot => self.config.reboot(),
         };
-        hook.map_or(0, crate::config::Hook::timeout_secs)
+        let window = hook
+            .and_then(crate::config::Hook::health)
+            .map_or(0, |h| h.settle_secs().saturating_add(h.window_secs()));
+        (hook.map_or(0, crate::config::Hook::timeout_secs), window)
     }
 
     /// Records what `status` shows about the running agent (worker

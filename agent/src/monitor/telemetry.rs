@@ -57,6 +57,7 @@ fn last_outcome(journal: &Journal) -> Option<LastAction> {
         seq_started,
         status,
         error,
+        ..
     } = &outcome.entry
     else {
         return None;

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::core::directive::Proposal;
-use crate::state::journal::{self, Entry, Inspection, JournalError, Record};
+use crate::state::journal::{self, Entry, Inspection, JournalError, Record, StepRecord};
 use crate::state::StateDir;
 
 // ---------------------------------------------------------------------------
@@ -44,6 +44,10 @@ pub struct RecordView {
     /// For a started record with no outcome: the hook is running, or the
     /// agent died while it ran.
     pub awaiting_outcome: bool,
+    /// For an outcome: the run's steps in order (empty for records of
+    /// older agents).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
 }
 
 /// Whether the journal's hash chain verifies.
@@ -217,6 +221,7 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                 status: None,
                 error: None,
                 awaiting_outcome: false,
+                steps: Vec::new(),
             };
             match &r.entry {
                 Entry::Started {
@@ -233,12 +238,14 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                     seq_started,
                     status,
                     error,
+                    steps,
                 } => RecordView {
                     entry: "outcome",
                     proposal: started.get(seq_started).map(|p| (*p).clone()),
                     seq_started: Some(*seq_started),
                     status: Some(status.as_str()),
                     error: error.clone(),
+                    steps: steps.clone(),
                     ..base
                 },
             }
@@ -304,7 +311,19 @@ pub(super) fn write_record(f: &mut fmt::Formatter<'_>, r: &RecordView) -> fmt::R
     if r.awaiting_outcome {
         f.write_str("  [no outcome yet: running, or interrupted]")?;
     }
-    writeln!(f)
+    writeln!(f)?;
+    for step in &r.steps {
+        writeln!(
+            f,
+            "           step {}: {} at {} ({} ms, {} run(s))",
+            printable(&step.name),
+            printable(&step.result),
+            utc_iso8601(step.at),
+            step.ms,
+            step.runs
+        )?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for JournalReport {

@@ -15,8 +15,11 @@
 //!   (without its `\n`); 64 zeros for the first record.
 //! * `at` is unix seconds.
 //! * `entry` is `{"started":{proposal, directive_ids}}` (a hook is about to
-//!   run) or `{"outcome":{seq_started, status, error?}}` (`status` is
-//!   `success` or `failure`; `error` only with `failure`). `proposal` has
+//!   run) or `{"outcome":{seq_started, status, error?, steps?}}` (`status`
+//!   is `success` or `failure`; `error` only with `failure`; `steps`, the
+//!   run's steps in order as [`StepRecord`]s, e.g.
+//!   `{"name":"health","result":"exit status 1","at":1700000040,"ms":3012,"runs":3}`,
+//!   absent in records of agents before it and when no step ran). `proposal` has
 //!   `action`, `network`, `version` (as signed), `hash`, and `genesis_url`
 //!   and `required_by` when the directive had them.
 //!
@@ -80,6 +83,13 @@ pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest `error` text kept in an outcome, in bytes; longer ones are
 /// truncated (at a character boundary, with `…`).
 pub const MAX_ERROR_BYTES: usize = 4096;
+/// The longest step `name` or `result` kept in an outcome's `steps`, in
+/// bytes; longer ones are cut there (at a character boundary) and end in
+/// `…`.
+pub const MAX_STEP_TEXT_BYTES: usize = 256;
+/// The most steps kept in one outcome; a run has at most six (fetch,
+/// artifact, command, health, rollback, health after rollback).
+pub const MAX_STEPS: usize = 16;
 /// `prev` of the first record: 32 zero bytes (64 `0` in hex).
 pub const GENESIS_PREV: [u8; 32] = [0u8; 32];
 
@@ -109,7 +119,32 @@ pub enum Entry {
         /// Why it failed; only with [`Status::Failure`], at most
         /// [`MAX_ERROR_BYTES`].
         error: Option<String>,
+        /// The run's steps in order; empty in records written before
+        /// agents kept them, and when no step ran.
+        steps: Vec<StepRecord>,
     },
+}
+
+/// One step of a run, as an outcome record keeps it (`docs/PROTOCOL.md`
+/// section 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepRecord {
+    /// `fetch`, `artifact` (the hash check), `command`, `health`,
+    /// `rollback` or `health after rollback`.
+    pub name: String,
+    /// `ok`, or the step's error (`exit status 1`, `timeout after 900 s`,
+    /// `hash mismatch`, ...), never hook output; cut at
+    /// [`MAX_STEP_TEXT_BYTES`] (then `…`).
+    pub result: String,
+    /// When the step started, unix seconds.
+    pub at: u64,
+    /// How long it took, in milliseconds (for a health step: settle time,
+    /// window and every check).
+    pub ms: u64,
+    /// Processes it ran (every attempt of every check for a health step; 0
+    /// for the hash check).
+    pub runs: u32,
 }
 
 /// One verified journal record.
@@ -400,6 +435,8 @@ enum RawEntry {
         status: Status,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<StepRecord>,
     },
 }
 
@@ -469,6 +506,7 @@ impl RawRecord {
                 seq_started,
                 status,
                 error,
+                steps,
             } => {
                 if status == Status::Success && error.is_some() {
                     return Err(Corruption::BadField {
@@ -480,6 +518,7 @@ impl RawRecord {
                     seq_started,
                     status,
                     error,
+                    steps,
                 }
             }
         };
@@ -895,6 +934,23 @@ impl Journal {
         error: Option<&str>,
         at: u64,
     ) -> Result<u64, JournalError> {
+        self.append_outcome_with_steps(seq_started, status, error, &[], at)
+    }
+
+    /// [`Journal::append_outcome`] with the run's steps: at most
+    /// [`MAX_STEPS`] are kept (the first ones), each `name` and `result`
+    /// cut at [`MAX_STEP_TEXT_BYTES`] (then `…`).
+    ///
+    /// # Errors
+    /// As [`Journal::append_outcome`].
+    pub fn append_outcome_with_steps(
+        &mut self,
+        seq_started: u64,
+        status: Status,
+        error: Option<&str>,
+        steps: &[StepRecord],
+        at: u64,
+    ) -> Result<u64, JournalError> {
         match self.chain.runs.get(&seq_started) {
             None => return Err(JournalError::UnknownStarted { seq_started }),
             Some(Some(_)) => return Err(JournalError::AlreadyFinished { seq_started }),
@@ -907,6 +963,15 @@ impl Journal {
             seq_started,
             status,
             error: error.map(|e| truncated(e, MAX_ERROR_BYTES)),
+            steps: steps
+                .iter()
+                .take(MAX_STEPS)
+                .map(|step| StepRecord {
+                    name: truncated(&step.name, MAX_STEP_TEXT_BYTES),
+                    result: truncated(&step.result, MAX_STEP_TEXT_BYTES),
+                    ..step.clone()
+                })
+                .collect(),
         };
         self.append(entry, at)
     }
@@ -1136,7 +1201,9 @@ mod tests {
             Entry::Outcome {
                 seq_started: 1,
                 status: Status::Failure,
-                error: Some("boom".into())
+                error: Some("boom".into()),
+                // A record without `steps`, as older agents wrote it.
+                steps: Vec::new(),
             }
         );
         assert_eq!(chain.runs.get(&1), Some(&Some(2)));
