@@ -121,6 +121,18 @@ async fn start_and_vote(node: &Node, toml: &str, relay: &str, gov: &[Keys]) -> (
     (agent, config)
 }
 
+/// The node's acknowledgement on the relay at `url`, within 15 s; panics
+/// with `agent`'s log otherwise.
+async fn node_ack(url: &str, node: &Node, agent: &Agent) -> Event {
+    fetch_one(
+        url,
+        ack_filter(&node.node_keys.public_key()),
+        Duration::from_secs(15),
+    )
+    .await
+    .unwrap_or_else(|| panic!("no acknowledgement on {url}:\n{}", agent.log()))
+}
+
 /// Lines of the file the test hooks write `start V` / `end V` to.
 fn steps(node: &Node) -> Vec<String> {
     std::fs::read_to_string(node.dir.path().join("steps"))
@@ -319,13 +331,7 @@ async fn the_monitor_serves_while_a_hook_runs_and_actions_take_turns() {
             ("v1.3.0".to_owned(), "success".to_owned())
         ]
     );
-    let ack = fetch_one(
-        &relay.url,
-        ack_filter(&node.node_keys.public_key()),
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("no acknowledgement");
+    let ack = node_ack(&relay.url, &node, &agent).await;
     assert_eq!(tag_values(&ack, "status"), ["success"]);
 }
 
@@ -362,13 +368,7 @@ async fn sigterm_during_a_hook_lets_it_finish_and_journals_the_outcome() {
 
     // At the next start the ack goes out and nothing runs again.
     let mut again = Agent::start(&node, &toml);
-    let ack = fetch_one(
-        &relay.url,
-        ack_filter(&node.node_keys.public_key()),
-        Duration::from_secs(15),
-    )
-    .await
-    .unwrap_or_else(|| panic!("no acknowledgement:\n{}", again.log()));
+    let ack = node_ack(&relay.url, &node, &again).await;
     assert_eq!(tag_values(&ack, "status"), ["success"]);
     assert_eq!(tag_values(&ack, "version"), ["v1.2.3"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -407,13 +407,7 @@ async fn an_interrupted_run_is_acknowledged_with_its_voters_even_after_a_config_
         "timeout_secs = 30\n",
     );
     let again = Agent::start(&node, &toml);
-    let ack = fetch_one(
-        &relay.url,
-        ack_filter(&node.node_keys.public_key()),
-        Duration::from_secs(15),
-    )
-    .await
-    .unwrap_or_else(|| panic!("no acknowledgement:\n{}", again.log()));
+    let ack = node_ack(&relay.url, &node, &again).await;
     assert_eq!(tag_values(&ack, "status"), ["failure"]);
     assert_eq!(tag_values(&ack, "error"), ["interrupted"]);
     let mut voters = vec![
@@ -450,9 +444,7 @@ async fn a_relay_that_was_down_gets_the_ack_when_it_comes_back() {
     );
     let (agent, config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
     let node_pk = node.node_keys.public_key();
-    let ack = fetch_one(&relay.url, ack_filter(&node_pk), Duration::from_secs(15))
-        .await
-        .unwrap_or_else(|| panic!("no acknowledgement:\n{}", agent.log()));
+    let ack = node_ack(&relay.url, &node, &agent).await;
     // Stored by the first relay, still queued for the one that is down.
     let pending = wait_until(Duration::from_secs(5), || {
         status(&config)

@@ -95,33 +95,26 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Peak RSS (VmHWM) of the children of `parent` named qube-worker, KiB.
+/// Peak RSS (VmHWM) of the children of `parent` named qube-worker, KiB
+/// (children from `/proc/PID/task/*/children`: any thread may have
+/// spawned it).
 fn worker_peak_rss_kib(parent: u32) -> Option<u64> {
-    let me = parent.to_string();
-    let mut peak = None;
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let path = entry.ok()?.path();
-        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
-            continue;
-        };
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        if field("Name:").as_deref() == Some("qube-worker")
-            && field("PPid:").as_deref() == Some(&me)
-        {
-            let kib = field("VmHWM:")?
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()?;
-            peak = Some(peak.map_or(kib, |p: u64| p.max(kib)));
-        }
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{parent}/task")).ok()? {
+        let list = std::fs::read_to_string(task.ok()?.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
     }
-    peak
+    children
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|name| name.trim() == "qube-worker")
+        })
+        .filter_map(peak_rss_kib)
+        .max()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -36,23 +36,17 @@ impl Drop for Monitor {
 
 /// Every datagram that arrives on `socket` within `within`.
 fn receive_for(socket: &UnixDatagram, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        socket
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match socket.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => break,
-        }
-    }
-    got
+    receive(socket, within, None)
 }
 
 /// Datagrams until one contains `line` (a whole line), at most `within`.
 fn receive_until(socket: &UnixDatagram, line: &str, within: Duration) -> Vec<String> {
+    receive(socket, within, Some(line))
+}
+
+/// Datagrams for at most `within`, stopping after one that contains
+/// `until` (a whole line) when given.
+fn receive(socket: &UnixDatagram, within: Duration, until: Option<&str>) -> Vec<String> {
     let deadline = Instant::now() + within;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -62,7 +56,7 @@ fn receive_until(socket: &UnixDatagram, line: &str, within: Duration) -> Vec<Str
             .unwrap();
         let Ok(n) = socket.recv(&mut buf) else { break };
         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let done = text.lines().any(|l| l == line);
+        let done = until.is_some_and(|line| text.lines().any(|l| l == line));
         got.push(text);
         if done {
             break;

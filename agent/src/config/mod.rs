@@ -460,4 +460,13 @@ impl Config {
     pub fn reboot(&self) -> Option<&Hook> {
         self.reboot.as_ref()
     }
+
+    /// The hook section named by `action` (`[upgrade]` or `[reboot]`), if
+    /// configured.
+    pub fn hook(&self, action: crate::core::directive::Action) -> Option<&Hook> {
+        match action {
+            crate::core::directive::Action::Upgrade => self.upgrade(),
+            crate::core::directive::Action::Reboot => self.reboot(),
+        }
+    }
 }

@@ -82,10 +82,7 @@ impl Monitor {
             &Ack::sources(&directives),
             crate::now(),
         )?;
-        let hook = match proposal.action {
-            Action::Upgrade => self.config.upgrade(),
-            Action::Reboot => self.config.reboot(),
-        };
+        let hook = self.config.hook(proposal.action);
         let running = Running {
             seq,
             proposal,

@@ -570,10 +570,7 @@ impl Monitor {
     /// (`settle_secs` + `window_secs`, which a stop also waits out), in
     /// seconds; 0 for what is not configured.
     fn hook_limits_secs(&self, action: crate::core::directive::Action) -> (u64, u64) {
-        let hook = match action {
-            crate::core::directive::Action::Upgrade => self.config.upgrade(),
-            crate::core::directive::Action::Reboot => self.config.reboot(),
-        };
+        let hook = self.config.hook(action);
         let window = hook
             .and_then(crate::config::Hook::health)
             .map_or(0, |h| h.settle_secs().saturating_add(h.window_secs()));
