@@ -135,9 +135,58 @@ async fn node_ack(url: &str, node: &Node, agent: &Agent) -> Event {
 
 /// Lines of the file the test hooks write `start V` / `end V` to.
 fn steps(node: &Node) -> Vec<String> {
-    std::fs::read_to_string(node.dir.path().join("steps"))
+    lines(node, "steps")
+}
+
+/// Lines of the file `name` in the node's directory (none when absent).
+fn lines(node: &Node, name: &str) -> Vec<String> {
+    std::fs::read_to_string(node.dir.path().join(name))
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// The nanosecond timestamp a test hook wrote as `VERSION NANOS` for
+/// `version` into the file `name`, if it did.
+fn stamp(node: &Node, name: &str, version: &str) -> Option<u128> {
+    lines(node, name).iter().find_map(|l| {
+        let (v, t) = l.split_once(' ')?;
+        (v == version).then(|| t.parse().ok()).flatten()
+    })
+}
+
+/// The `[reboot]` section `Node::config_toml` writes, replaced by the
+/// deadline tests.
+const FALSE_REBOOT: &str = "[reboot]\ncommand = [\"/bin/false\"]\n";
+
+/// A reboot directive for `version`, due at `required_by`.
+fn reboot(version: &str, required_by: u64) -> EventBuilder {
+    directive()
+        .action("reboot")
+        .version(version)
+        .genesis_url("https://genesis.example/hqz.json")
+        .required_by(required_by)
+        .created_at(now())
+}
+
+/// The acknowledgement `node` published for `version` on `url`, within 15 s.
+async fn ack_for(url: &str, node: &Node, version: &str) -> Option<Event> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let acks = fetch_stored(
+            url,
+            ack_filter(&node.node_keys.public_key()),
+            Duration::from_secs(5),
+        )
+        .await;
+        if let Some(ack) = acks
+            .into_iter()
+            .find(|a| tag_values(a, "version") == [version])
+        {
+            return Some(ack);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// A hook that logs its start and end, sleeping `secs` for v1.2.3 only.
@@ -545,4 +594,132 @@ async fn a_lost_journal_stops_the_agent_until_a_journaled_reset() {
     );
     after.terminate();
     assert_eq!(after.wait(Duration::from_secs(5)).unwrap().code(), Some(0));
+}
+
+/// Synchronized reboot (`docs/PROTOCOL.md` section 12, "Deadlines"):
+/// three agents with three node keys on one host, a 2-of-3 reboot due in
+/// 5 s. Each node pre-stages (`fetch`) as soon as the quorum holds, shows
+/// the schedule in `status`, and starts `command` from its timer at the
+/// deadline: every hook starts at or after it, all three within 1 s. The
+/// same kind of reboot whose quorum comes after its deadline is refused
+/// with `deadline passed` on every node and runs nothing. Rounds:
+/// `QUBE_SYNC_ROUNDS` (default 2); each prints the measured spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reboot_with_a_deadline_starts_on_every_node_within_a_second() {
+    let relay = start_relay(false).await;
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let rounds: u32 = std::env::var("QUBE_SYNC_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let record = |file: &str| {
+        format!("echo \"$QUBE_VERSION $(date +%s%N)\" >> \"$(dirname \"$0\")/{file}\"")
+    };
+    let nodes: Vec<Node> = (0..3u8)
+        .map(|i| Node::numbered(&record("starts"), 50 + i))
+        .collect();
+    let mut agents = Vec::new();
+    let mut configs = Vec::new();
+    for node in &nodes {
+        let fetch = node.dir.path().join("fetch.sh");
+        std::fs::write(&fetch, format!("#!/bin/sh\n{}\n", record("fetches"))).unwrap();
+        std::fs::set_permissions(&fetch, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let toml = node.config_toml(&[&relay.url], &voters, 2, "", "").replace(
+            FALSE_REBOOT,
+            &format!(
+                "[reboot]\ncommand = [{:?}]\nfetch = [{fetch:?}]\ntimeout_secs = 10\n",
+                node.dir.path().join("upgrade.sh")
+            ),
+        );
+        assert!(toml.contains("fetch.sh"), "{toml}");
+        configs.push(Config::from_toml_str(&toml).unwrap().0);
+        agents.push(Agent::start(node, &toml));
+    }
+    for (config, agent) in configs.iter().zip(&agents) {
+        wait_deciding(config, agent).await;
+    }
+    let logs = |agents: &[Agent]| {
+        agents
+            .iter()
+            .map(Agent::log)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let publisher = keys(9);
+    for round in 0..rounds {
+        let version = format!("v1.0.{round}");
+        let deadline = now() + 5;
+        let deadline_ns = u128::from(deadline) * 1_000_000_000;
+        for g in &gov[..2] {
+            assert!(
+                publish(&relay.url, &reboot(&version, deadline).sign(g), &publisher)
+                    .await
+                    .0
+            );
+        }
+        // Scheduled and pre-staged on every node before the deadline.
+        let staged = wait_until(Duration::from_secs(4), || {
+            configs.iter().all(|c| {
+                status(c)
+                    .and_then(|s| s.runtime)
+                    .and_then(|r| r.scheduled)
+                    .is_some_and(|s| s.at == deadline && s.prestage == "ready")
+            })
+        })
+        .await;
+        assert!(staged, "not scheduled everywhere:\n{}", logs(&agents));
+        let ran = wait_until(Duration::from_secs(15), || {
+            nodes.iter().all(|n| stamp(n, "starts", &version).is_some())
+        })
+        .await;
+        assert!(ran, "a hook did not run:\n{}", logs(&agents));
+        let starts: Vec<u128> = nodes
+            .iter()
+            .map(|n| stamp(n, "starts", &version).unwrap())
+            .collect();
+        for node in &nodes {
+            let fetched = stamp(node, "fetches", &version).unwrap();
+            assert!(
+                fetched < deadline_ns,
+                "fetch ran at the deadline, not before"
+            );
+        }
+        for &start in &starts {
+            assert!(start >= deadline_ns, "a hook started before its deadline");
+        }
+        let (first, last) = (starts.iter().min().unwrap(), starts.iter().max().unwrap());
+        let spread_ms = (last - first) as f64 / 1e6;
+        eprintln!(
+            "round {round}: first hook {:.1} ms after the deadline, spread {spread_ms:.1} ms",
+            (first - deadline_ns) as f64 / 1e6
+        );
+        assert!(spread_ms < 1000.0, "spread {spread_ms} ms");
+        for node in &nodes {
+            let ack = ack_for(&relay.url, node, &version).await.unwrap();
+            assert_eq!(tag_values(&ack, "status"), ["success"]);
+        }
+    }
+
+    // A quorum first reached after the deadline (grace 0): refused.
+    for g in &gov[..2] {
+        let late = reboot("v1.1.0", now() - 30).sign(g);
+        assert!(publish(&relay.url, &late, &publisher).await.0);
+    }
+    for node in &nodes {
+        let ack = ack_for(&relay.url, node, "v1.1.0")
+            .await
+            .unwrap_or_else(|| {
+                panic!("no ack for the late reboot:\n{}", logs(&agents));
+            });
+        assert_eq!(tag_values(&ack, "status"), ["failure"]);
+        assert_eq!(tag_values(&ack, "error"), ["deadline passed"]);
+        assert_eq!(stamp(node, "starts", "v1.1.0"), None);
+        assert_eq!(stamp(node, "fetches", "v1.1.0"), None);
+        assert_eq!(
+            journal_outcomes(node).last().unwrap(),
+            &("v1.1.0".to_owned(), "failure".to_owned())
+        );
+    }
 }

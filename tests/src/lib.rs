@@ -776,6 +776,23 @@ pub async fn fetch_one(url: &str, filter: qube_agent::Filter, within: Duration) 
     }
 }
 
+/// Every event the relay at `url` holds for `filter`: those it sent before
+/// its EOSE, within `within` (empty when it never got that far).
+pub async fn fetch_stored(url: &str, filter: qube_agent::Filter, within: Duration) -> Vec<Event> {
+    use qube_agent::relay::RelayPool;
+    let (_pool, mut rx) = RelayPool::start(vec![target(url)], vec![filter], fast_options());
+    let deadline = tokio::time::Instant::now() + within;
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(RelayEvent::Event { event, .. })) => events.push(event),
+            Ok(Some(RelayEvent::EndOfStored { .. })) => return events,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Vec::new(),
+        }
+    }
+}
+
 /// A new file holding `contents` in the system's temporary directory, named
 /// `qube-test-RANDOM-name` and removed when the handle is dropped.
 pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> tempfile::NamedTempFile {
@@ -812,8 +829,14 @@ impl Default for Node {
 impl Node {
     /// A fresh node whose upgrade hook records the run, then runs `extra`.
     pub fn with_hook(extra: &str) -> Node {
+        Node::numbered(extra, 42)
+    }
+
+    /// As [`Node::with_hook`], with node key [`keys`]`(n)`: nodes of one
+    /// fleet on one host.
+    pub fn numbered(extra: &str, n: u8) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let node_keys = keys(42);
+        let node_keys = keys(n);
         let key_path = dir.path().join("node.key");
         std::fs::write(
             &key_path,

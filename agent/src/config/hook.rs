@@ -16,6 +16,7 @@ pub struct Hook {
     pub(super) fetch: Option<Vec<String>>,
     pub(super) health: Option<Health>,
     pub(super) rollback: Option<Vec<String>>,
+    pub(super) deadline_grace_secs: u64,
 }
 
 impl Hook {
@@ -51,6 +52,18 @@ impl Hook {
     /// Optional argv run when the health check fails.
     pub fn rollback(&self) -> Option<&[String]> {
         self.rollback.as_deref()
+    }
+
+    /// How late a directive's `required_by` may be when its quorum is first
+    /// reached, in seconds: a quorum reached more than this after
+    /// `required_by` is refused with `deadline passed` (`docs/PROTOCOL.md`
+    /// section 12). 0 to
+    /// [`MAX_DEADLINE_GRACE_SECS`](super::MAX_DEADLINE_GRACE_SECS); default
+    /// [`DEFAULT_REBOOT_GRACE_SECS`](super::DEFAULT_REBOOT_GRACE_SECS) for
+    /// `[reboot]`, [`DEFAULT_UPGRADE_GRACE_SECS`](super::DEFAULT_UPGRADE_GRACE_SECS)
+    /// for `[upgrade]`.
+    pub fn deadline_grace_secs(&self) -> u64 {
+        self.deadline_grace_secs
     }
 }
 

@@ -62,6 +62,16 @@ pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 900;
 /// The largest accepted hook `timeout_secs`, in seconds (one day).
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
+/// `reboot.deadline_grace_secs` when the file does not set it, in seconds:
+/// a reboot whose quorum is first reached after its `required_by` is
+/// refused (a node that comes up late never reboots with an old genesis).
+pub const DEFAULT_REBOOT_GRACE_SECS: u64 = 0;
+/// `upgrade.deadline_grace_secs` when the file does not set it, in seconds
+/// (one day): a node that was down when an upgrade's activation time
+/// passed still upgrades within a day of it.
+pub const DEFAULT_UPGRADE_GRACE_SECS: u64 = 86_400;
+/// The largest accepted `deadline_grace_secs`, in seconds (30 days).
+pub const MAX_DEADLINE_GRACE_SECS: u64 = 30 * 86_400;
 /// `heartbeat.interval_secs` when the file does not set it, in seconds
 /// (one hour).
 pub const DEFAULT_HEARTBEAT_INTERVAL_SECS: u64 = 3600;

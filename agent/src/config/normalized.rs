@@ -153,6 +153,7 @@ struct PolicyView {
 struct HookView<'a> {
     command: &'a [String],
     timeout_secs: u64,
+    deadline_grace_secs: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     artifact: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +241,7 @@ impl<'a> HookView<'a> {
         HookView {
             command: hook.command(),
             timeout_secs: hook.timeout_secs(),
+            deadline_grace_secs: hook.deadline_grace_secs(),
             artifact: hook.artifact().map(|a| a.as_str()),
             fetch: hook.fetch(),
             rollback: hook.rollback(),

@@ -90,6 +90,7 @@ pub(super) struct RawHook {
     pub(super) fetch: Option<Spanned<RawArgv>>,
     pub(super) health: Option<Spanned<RawHealth>>,
     pub(super) rollback: Option<Spanned<RawArgv>>,
+    pub(super) deadline_grace_secs: Option<Spanned<i64>>,
 }
 
 /// `health`: an argv (one check right after `command`, the older form) or

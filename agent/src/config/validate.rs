@@ -12,7 +12,8 @@ use super::{
     ArtifactTemplate, Config, ConfigError, ConfigErrorKind, Follow, Health, Hook, NodeKeySource,
     Policy, Problem, RelayUrl, Role, Version, Warning, DEFAULT_D_TAG, DEFAULT_HEALTH_INTERVAL_SECS,
     DEFAULT_HEALTH_SETTLE_SECS, DEFAULT_HEALTH_WINDOW_SECS, DEFAULT_HOOK_TIMEOUT_SECS,
-    DEFAULT_MAX_FUTURE_SKEW_SECS, DEFAULT_STATE_DIR, MAX_FUTURE_SKEW_SECS, MAX_HEALTH_SECS,
+    DEFAULT_MAX_FUTURE_SKEW_SECS, DEFAULT_REBOOT_GRACE_SECS, DEFAULT_STATE_DIR,
+    DEFAULT_UPGRADE_GRACE_SECS, MAX_DEADLINE_GRACE_SECS, MAX_FUTURE_SKEW_SECS, MAX_HEALTH_SECS,
     MAX_HEALTH_TRIES, MAX_HOOK_TIMEOUT_SECS, MAX_NAME_LEN,
 };
 use crate::core::nip19;
@@ -429,7 +430,13 @@ impl Source<'_> {
             .health
             .map(|health| self.health(section, health, warnings))
             .transpose()?;
+        let deadline_grace_secs = match &raw.deadline_grace_secs {
+            Some(g) => self.range(&key("deadline_grace_secs"), g, 0, MAX_DEADLINE_GRACE_SECS)?,
+            None if section == "reboot" => DEFAULT_REBOOT_GRACE_SECS,
+            None => DEFAULT_UPGRADE_GRACE_SECS,
+        };
         Ok(Hook {
+            deadline_grace_secs,
             command,
             timeout_secs,
             artifact,

@@ -23,15 +23,10 @@ impl Monitor {
         if !self.deciding || self.running.is_some() {
             return Ok(());
         }
-        let now = crate::now();
-        let (journal, journaled) = (&self.journal, &self.journaled);
-        let decision = self
-            .engine
-            .decide(now, self.installed.as_ref(), &|p: &Proposal| {
-                journal
-                    .as_ref()
-                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
-            });
+        let decision = self.decide();
+        if !matches!(&decision, Decision::Run { proposal, .. } if proposal.required_by.is_some()) {
+            self.unschedule("its quorum no longer holds or another proposal wins");
+        }
         match decision {
             Decision::Nothing => Ok(()),
             Decision::Conflict(proposals) => {
@@ -49,73 +44,96 @@ impl Monitor {
             } => {
                 if self.options.dry_run {
                     if self.announced.insert(proposal.to_string()) {
+                        let when = proposal.required_by.map_or_else(
+                            || "now".to_owned(),
+                            |at| format!("at {}", crate::report::utc_iso8601(at)),
+                        );
                         info!(
-                            "dry run: quorum of {} reached for {proposal}; would run the {} hook",
+                            "dry run: quorum of {} reached for {proposal}; would run the {} hook {when}",
                             directives.len(),
                             proposal.action.as_str()
                         );
                     }
                     return Ok(());
                 }
-                self.act(proposal, directives)
+                match proposal.required_by {
+                    Some(at) => self.schedule(proposal, directives, at),
+                    None => self.act(proposal, directives),
+                }
             }
         }
+    }
+
+    /// The quorum engine's decision now (`docs/PROTOCOL.md` section 5),
+    /// with the journal (or, in a dry run, the records read at start)
+    /// saying what already ran.
+    pub(super) fn decide(&self) -> Decision {
+        let (journal, journaled) = (&self.journal, &self.journaled);
+        self.engine
+            .decide(crate::now(), self.installed.as_ref(), &|p: &Proposal| {
+                journal
+                    .as_ref()
+                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
+            })
+    }
+
+    /// Makes the `started` record of `proposal`, with the ids and authors
+    /// of `directives`, durable; its sequence number, or `None` without a
+    /// journal (a dry run, which never acts).
+    pub(super) fn journal_started(
+        &mut self,
+        proposal: &Proposal,
+        directives: &[Directive],
+    ) -> Result<Option<u64>, MonitorError> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        let seq = journal.append_started_with_voters(
+            proposal,
+            &Ack::sources(directives),
+            crate::now(),
+        )?;
+        Ok(Some(seq))
     }
 
     /// Starts the hook for a proposal, exactly once: the `started` record
     /// is durable before the hook starts. The hook runs on its own task
     /// while the monitor goes on serving; its outcome comes back through
     /// the `finished` channel to [`Monitor::finish`].
-    fn act(&mut self, proposal: Proposal, directives: Vec<Directive>) -> Result<(), MonitorError> {
+    pub(super) fn act(
+        &mut self,
+        proposal: Proposal,
+        directives: Vec<Directive>,
+    ) -> Result<(), MonitorError> {
         let ids: Vec<[u8; 32]> = directives.iter().map(|d| d.event().id).collect();
         info!(
             "quorum of {} reached for {proposal}; running the {} hook",
             directives.len(),
             proposal.action.as_str()
         );
-        let Some(journal) = self.journal.as_mut() else {
-            // Dry run: `evaluate` never gets here; never act without a journal.
+        let hook = self.config.hook(proposal.action).cloned();
+        let Some(hook) = hook else {
+            let error = format!("no [{}] hook configured", proposal.action.as_str());
+            return self.fail_at_once(proposal, directives, exec::Outcome::refused(error));
+        };
+        // Dry run: `evaluate` never gets here; never act without a journal.
+        let Some(seq) = self.journal_started(&proposal, &directives)? else {
             return Ok(());
         };
-        let seq = journal.append_started_with_voters(
-            &proposal,
-            &Ack::sources(&directives),
-            crate::now(),
-        )?;
-        let hook = self.config.hook(proposal.action);
-        let running = Running {
+        let env = ExecEnv::new(&proposal, &ids, &self.node_id);
+        let (task_proposal, finished) = (proposal.clone(), self.finished.clone());
+        tokio::spawn(async move {
+            let outcome = exec::execute(&hook, &task_proposal, &env).await;
+            // The monitor holds the receiver for its whole life.
+            let _ = finished.send(outcome).await;
+        });
+        self.running = Some(Running {
             seq,
             proposal,
             directives,
-        };
-        match hook {
-            Some(hook) => {
-                let env = ExecEnv::new(&running.proposal, &ids, &self.node_id);
-                let (hook, proposal, finished) = (
-                    hook.clone(),
-                    running.proposal.clone(),
-                    self.finished.clone(),
-                );
-                tokio::spawn(async move {
-                    let outcome = exec::execute(&hook, &proposal, &env).await;
-                    // The monitor holds the receiver for its whole life.
-                    let _ = finished.send(outcome).await;
-                });
-                self.running = Some(running);
-                self.write_runtime();
-                Ok(())
-            }
-            None => {
-                let error = format!("no [{}] hook configured", running.proposal.action.as_str());
-                self.running = Some(running);
-                self.finish(exec::Outcome {
-                    status: Status::Failure,
-                    error: Some(error),
-                    steps: Vec::new(),
-                    summary: Vec::new(),
-                })
-            }
-        }
+        });
+        self.write_runtime();
+        Ok(())
     }
 
     /// The running hook finished: journal its outcome, record the installed

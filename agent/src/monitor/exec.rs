@@ -641,6 +641,12 @@ impl Outcome {
         }
     }
 
+    /// A failure before any step ran (`deadline passed`, a missing hook
+    /// section): `error` bounded as [`Outcome::error`] says, no steps.
+    pub fn refused(error: String) -> Outcome {
+        Outcome::failure(error, Vec::new(), Vec::new())
+    }
+
     /// `true` when the status is [`Status::Success`].
     pub fn is_success(&self) -> bool {
         self.status == Status::Success
@@ -676,6 +682,7 @@ fn millis(d: Duration) -> u64 {
 
 /// The steps of one run so far: the processes, the summaries, and the
 /// environment later steps see (`QUBE_<STEP>_RESULT`, `QUBE_<STEP>_AT`).
+#[derive(Debug)]
 struct Run {
     env: ExecEnv,
     steps: Vec<StepResult>,
@@ -710,6 +717,25 @@ impl Run {
             "hook step done"
         );
         self.summary.push(summary);
+    }
+
+    /// Checks the artifact's hash (when `hook` has an `artifact`) as step
+    /// `artifact` and records it; returns its error.
+    async fn artifact(&mut self, hook: &Hook, proposal: &Proposal) -> Result<(), String> {
+        let Some(template) = hook.artifact() else {
+            return Ok(());
+        };
+        let started_at = crate::now();
+        let began = Instant::now();
+        let checked = verify_artifact(template, proposal).await;
+        self.record(StepSummary {
+            name: "artifact",
+            error: checked.as_ref().err().cloned(),
+            started_at,
+            duration_ms: millis(began.elapsed()),
+            runs: 0,
+        });
+        checked
     }
 
     /// Runs one argv as step `name` and records it; returns its error.
@@ -814,63 +840,78 @@ impl Run {
     }
 }
 
-/// Runs `hook` for `proposal` under the execution contract
-/// (`docs/PROTOCOL.md` section 12) and says what happened; every process
-/// runs under `hook.timeout_secs()` seconds ([`run_step`]).
+/// A run whose pre-staging passed: `fetch` (if set) ran and the artifact
+/// (if set) has the voted hash. [`act`] carries it on from `command`.
+/// Made by [`prestage`].
+#[derive(Debug)]
+pub struct Staged {
+    run: Run,
+}
+
+impl Staged {
+    /// The pre-staging steps, in order (`fetch`, `artifact`); empty when
+    /// the section has neither.
+    pub fn summary(&self) -> &[StepSummary] {
+        &self.run.summary
+    }
+}
+
+/// Pre-stages `hook` for `proposal` (`docs/PROTOCOL.md` section 12): runs
+/// `fetch` (if set; each process under `hook.timeout_secs()` seconds), then
+/// checks SHA-256 of `artifact` (if set) against `proposal.hash`.
 ///
-/// Order: `fetch` (if set; failure ends here), the artifact hash check
-/// (if `artifact` is set; `command` never runs unless SHA-256 of
-/// `artifact` with `{version}` expanded to `proposal.version` equals
-/// `proposal.hash`), `command`, then the health window (if `health` is
-/// set, see [`Health`]) and, when it fails, `rollback` (if set) followed
-/// by the same health window again. A failed health window is a failure
-/// even when the rollback succeeded. See [`Outcome::error`] for the
-/// messages.
+/// These steps may run more than once for one proposal (a scheduled action
+/// pre-stages as soon as its quorum holds, and again after a restart before
+/// its deadline), so they need no `started` record; `command` and what
+/// follows run only from [`act`], after one.
 ///
-/// Every step after the first sees, besides `env`, `QUBE_<STEP>_RESULT`
-/// (`ok` or the step's error) and `QUBE_<STEP>_AT` (unix seconds when it
-/// ended) for each step before it, `<STEP>` one of `FETCH`, `ARTIFACT`,
-/// `COMMAND`, `HEALTH`, `ROLLBACK`; `rollback` and the health window after
-/// it also see `QUBE_FAILED_STEP=health`.
-///
-/// The whole run takes at most the sum of its processes' time limits plus
-/// the health settle times, windows and retry pauses: every wait is
-/// bounded.
-///
-/// `env` should be [`ExecEnv::new`] of the same `proposal`.
-///
-/// **At-most-once**: the caller must have made the journal's `started`
-/// record for this proposal durable (fsync) before calling this, and
-/// records the outcome after it returns. Dropping the future kills the
-/// running step's process (not its group) and leaves the proposal
-/// `started`, which is acknowledged as `interrupted` at the next start.
-pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome {
+/// # Errors
+/// The failed run as an [`Outcome`]: `fetch failed: REASON`, or an
+/// artifact error (`hash mismatch`, `artifact missing: PATH`, ...).
+pub async fn prestage(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Result<Staged, Outcome> {
     let timeout = Duration::from_secs(hook.timeout_secs());
     let mut run = Run {
         env: env.clone(),
         steps: Vec::new(),
         summary: Vec::new(),
     };
-    tracing::info!(%proposal, "running hook");
-
     if let Some(fetch) = hook.fetch() {
         if let Some(e) = run.process("fetch", fetch, timeout).await {
-            return Outcome::failure(format!("fetch failed: {e}"), run.steps, run.summary);
+            return Err(Outcome::failure(
+                format!("fetch failed: {e}"),
+                run.steps,
+                run.summary,
+            ));
         }
     }
+    if let Err(e) = run.artifact(hook, proposal).await {
+        return Err(Outcome::failure(e, run.steps, run.summary));
+    }
+    Ok(Staged { run })
+}
 
-    if let Some(template) = hook.artifact() {
-        let started_at = crate::now();
-        let began = Instant::now();
-        let checked = verify_artifact(template, proposal).await;
-        run.record(StepSummary {
-            name: "artifact",
-            error: checked.as_ref().err().cloned(),
-            started_at,
-            duration_ms: millis(began.elapsed()),
-            runs: 0,
-        });
-        if let Err(e) = checked {
+/// Runs `hook`'s action for a pre-staged `proposal`: `command`, then the
+/// health window (if `health` is set, see [`Health`]) and, when it fails,
+/// `rollback` (if set) followed by the same health window again. A failed
+/// health window is a failure even when the rollback succeeded. See
+/// [`Outcome::error`] for the messages; the outcome's steps and summary
+/// start with the pre-staging ones.
+///
+/// With `recheck`, the artifact's hash is checked again first (a scheduled
+/// action, whose pre-staging may be hours old); `command` never runs when
+/// it no longer matches.
+///
+/// **At-most-once**: the caller must have made the journal's `started`
+/// record for this proposal durable (fsync) before calling this, and
+/// records the outcome after it returns. Dropping the future kills the
+/// running step's process (not its group) and leaves the proposal
+/// `started`, which is acknowledged as `interrupted` at the next start.
+pub async fn act(hook: &Hook, proposal: &Proposal, staged: Staged, recheck: bool) -> Outcome {
+    let timeout = Duration::from_secs(hook.timeout_secs());
+    let mut run = staged.run;
+    tracing::info!(%proposal, "running hook");
+    if recheck {
+        if let Err(e) = run.artifact(hook, proposal).await {
             return Outcome::failure(e, run.steps, run.summary);
         }
     }
@@ -904,6 +945,38 @@ pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome
 
     tracing::info!(%proposal, "hook succeeded");
     Outcome::success(run.steps, run.summary)
+}
+
+/// Runs `hook` for `proposal` under the execution contract
+/// (`docs/PROTOCOL.md` section 12) and says what happened: [`prestage`]
+/// then [`act`], at once. Every process runs under `hook.timeout_secs()`
+/// seconds ([`run_step`]).
+///
+/// Order: `fetch` (if set; failure ends here), the artifact hash check
+/// (if `artifact` is set; `command` never runs unless SHA-256 of
+/// `artifact` with `{version}` expanded to `proposal.version` equals
+/// `proposal.hash`), `command`, then the health window and rollback as
+/// [`act`] says. See [`Outcome::error`] for the messages.
+///
+/// Every step after the first sees, besides `env`, `QUBE_<STEP>_RESULT`
+/// (`ok` or the step's error) and `QUBE_<STEP>_AT` (unix seconds when it
+/// ended) for each step before it, `<STEP>` one of `FETCH`, `ARTIFACT`,
+/// `COMMAND`, `HEALTH`, `ROLLBACK`; `rollback` and the health window after
+/// it also see `QUBE_FAILED_STEP=health`.
+///
+/// The whole run takes at most the sum of its processes' time limits plus
+/// the health settle times, windows and retry pauses: every wait is
+/// bounded.
+///
+/// `env` should be [`ExecEnv::new`] of the same `proposal`.
+///
+/// **At-most-once**: as for [`act`]; here the `started` record must be
+/// durable before `fetch`.
+pub async fn execute(hook: &Hook, proposal: &Proposal, env: &ExecEnv) -> Outcome {
+    match prestage(hook, proposal, env).await {
+        Ok(staged) => act(hook, proposal, staged, false).await,
+        Err(outcome) => outcome,
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! * [`requests`]: the request table, pure;
 //! * `resolve`: relay host names resolved for the worker;
 //! * `act`: decide, journal, run the hook, acknowledge;
+//! * `schedule`: proposals with a deadline (`required_by`): pre-stage, then
+//!   act at the deadline;
 //! * [`exec`]: running hooks under the execution contract;
 //! * `telemetry`, `metrics`, `systemd`, `heartbeat`, `alert`: telling the
 //!   operator (the metrics file, systemd readiness and watchdog, signed
@@ -26,6 +28,7 @@ mod metrics;
 pub(crate) mod requests;
 mod reset;
 mod resolve;
+mod schedule;
 mod spawn;
 mod systemd;
 mod telemetry;
@@ -122,6 +125,13 @@ struct Running {
     directives: Vec<crate::core::directive::Directive>,
 }
 
+/// What the monitor's own tasks send it: a hook's outcome, a pre-staging
+/// result.
+struct Inbox {
+    finished: tokio::sync::mpsc::Receiver<exec::Outcome>,
+    prestaged: tokio::sync::mpsc::Receiver<schedule::Prestaged>,
+}
+
 /// Why the agent stopped.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -215,6 +225,13 @@ struct Monitor {
     running: Option<Running>,
     /// Where the running hook's task sends its outcome.
     finished: tokio::sync::mpsc::Sender<exec::Outcome>,
+    /// The proposal waiting for its deadline; never while a hook runs.
+    scheduled: Option<schedule::Scheduled>,
+    /// The last schedule's token (tells its pre-staging result from an
+    /// aborted one's).
+    next_schedule_token: u64,
+    /// Where a pre-staging task sends its result.
+    prestaged: tokio::sync::mpsc::Sender<schedule::Prestaged>,
     /// Ids of the NIP-42 AUTH events signed for the current worker, with
     /// their relay: an `OK true` for one marks the relay authenticated.
     auth_sent: HashMap<[u8; 32], usize>,
@@ -303,6 +320,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         if options.dry_run { ", DRY RUN" } else { "" }
     );
     let (finished_tx, finished_rx) = tokio::sync::mpsc::channel(1);
+    let (prestaged_tx, prestaged_rx) = tokio::sync::mpsc::channel(1);
     let telemetry = Telemetry::new(&config, journal.as_ref(), options.dry_run);
     let mut monitor = Monitor {
         telemetry,
@@ -328,9 +346,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         auth_sent: HashMap::new(),
         running: None,
         finished: finished_tx,
+        scheduled: None,
+        next_schedule_token: 0,
+        prestaged: prestaged_tx,
     };
     monitor.acknowledge_interrupted()?;
-    monitor.serve(finished_rx).await
+    monitor
+        .serve(Inbox {
+            finished: finished_rx,
+            prestaged: prestaged_rx,
+        })
+        .await
 }
 
 /// Runs the agent as the `qube-agent run` process does, after it parsed
@@ -402,10 +428,7 @@ impl Monitor {
         }
     }
 
-    async fn serve(
-        &mut self,
-        mut finished: tokio::sync::mpsc::Receiver<exec::Outcome>,
-    ) -> Result<(), MonitorError> {
+    async fn serve(&mut self, mut inbox: Inbox) -> Result<(), MonitorError> {
         // Failures in a row: the restart backoff. A worker that stayed up
         // for HEALTHY_WORKER resets it; `self.restarts` counts them all.
         let mut failures: u32 = 0;
@@ -421,7 +444,7 @@ impl Monitor {
                     self.write_runtime();
                     self.telemetry_tick();
                     if self
-                        .wait_for_restart(restart_delay(failures), &mut shutdown, &mut finished)
+                        .wait_for_restart(restart_delay(failures), &mut shutdown, &mut inbox)
                         .await?
                     {
                         return Ok(());
@@ -442,8 +465,15 @@ impl Monitor {
             let ended = loop {
                 let wake = self.next_wake();
                 let telemetry_at = self.next_telemetry_tick();
+                let deadline_at = self.schedule_wake();
                 tokio::select! {
                     () = sleep_until_some(telemetry_at) => {}
+                    () = sleep_until_some(deadline_at) => self.deadline_reached()?,
+                    Some(done) = inbox.prestaged.recv() => {
+                        self.prestaged(done)?;
+                        self.flush_outbox(&to_worker, true);
+                        self.evaluate()?;
+                    }
                     () = tokio::time::sleep_until(sync_fallback), if !self.deciding => {
                         warn!("the worker did not report the relays' stored directives within {} s; deciding anyway", SYNC_FALLBACK.as_secs());
                         self.deciding = true;
@@ -452,14 +482,14 @@ impl Monitor {
                     }
                     () = &mut shutdown => {
                         worker.stop();
-                        self.drain(&mut finished).await?;
+                        self.drain(&mut inbox.finished).await?;
                         return Ok(());
                     }
                     () = tokio::time::sleep(wake) => {
                         self.evaluate()?;
                         self.flush_outbox(&to_worker, false);
                     }
-                    Some(outcome) = finished.recv() => {
+                    Some(outcome) = inbox.finished.recv() => {
                         self.finish(outcome)?;
                         self.flush_outbox(&to_worker, true);
                         self.evaluate()?;
@@ -502,7 +532,7 @@ impl Monitor {
                 delay.as_secs()
             );
             if self
-                .wait_for_restart(delay, &mut shutdown, &mut finished)
+                .wait_for_restart(delay, &mut shutdown, &mut inbox)
                 .await?
             {
                 return Ok(());
@@ -511,20 +541,24 @@ impl Monitor {
     }
 
     /// Waits `delay` before the next worker while acting on a hook that
-    /// finishes and on SIGTERM. `true`: shut down now.
+    /// finishes, on pre-staging and deadlines, and on SIGTERM. `true`:
+    /// shut down now.
     async fn wait_for_restart(
         &mut self,
         delay: Duration,
         shutdown: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
-        finished: &mut tokio::sync::mpsc::Receiver<exec::Outcome>,
+        inbox: &mut Inbox,
     ) -> Result<bool, MonitorError> {
         let until = tokio::time::Instant::now() + delay;
         loop {
+            let deadline_at = self.schedule_wake();
             tokio::select! {
                 () = self.telemetry.while_running("starting the worker again", tokio::time::sleep_until(until)) => return Ok(false),
-                Some(outcome) = finished.recv() => self.finish(outcome)?,
+                () = sleep_until_some(deadline_at) => self.deadline_reached()?,
+                Some(done) = inbox.prestaged.recv() => self.prestaged(done)?,
+                Some(outcome) = inbox.finished.recv() => self.finish(outcome)?,
                 () = &mut *shutdown => {
-                    self.drain(finished).await?;
+                    self.drain(&mut inbox.finished).await?;
                     return Ok(true);
                 }
             }
@@ -590,6 +624,7 @@ impl Monitor {
             "worker_sandbox": self.sandbox,
             "deciding": self.deciding,
             "running": self.running.as_ref().map(|r| r.proposal.to_string()),
+            "scheduled": self.scheduled_runtime(),
             "relays": self.relays,
         });
         if let Err(e) = self

@@ -200,9 +200,23 @@ pub struct RuntimeView {
     pub deciding: Option<bool>,
     /// The proposal whose hook runs now (escaped); `null` when none.
     pub running: Option<String>,
+    /// The proposal waiting for its deadline (`required_by`); `null` when
+    /// none.
+    pub scheduled: Option<ScheduledView>,
     /// Each relay as the running agent's worker last reported it, in config
     /// order; empty before the worker reported.
     pub relays: Vec<RelayRuntimeView>,
+}
+
+/// A proposal scheduled for its deadline (`docs/PROTOCOL.md` section 12).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledView {
+    /// The proposal (escaped).
+    pub proposal: String,
+    /// When its action starts: its `required_by`, unix seconds.
+    pub at: u64,
+    /// `running` (`fetch` or the hash check runs now) or `ready`.
+    pub prestage: String,
 }
 
 /// One relay's state in `runtime.json`.
@@ -241,6 +255,13 @@ fn runtime_view(state_dir: &Path) -> Option<RuntimeView> {
             .get("running")
             .and_then(serde_json::Value::as_str)
             .map(|s| crate::core::text::printable(s, 512)),
+        scheduled: v.get("scheduled").and_then(|s| {
+            Some(ScheduledView {
+                proposal: crate::core::text::printable(s.get("proposal")?.as_str()?, 512),
+                at: s.get("at")?.as_u64()?,
+                prestage: crate::core::text::printable(s.get("prestage")?.as_str()?, 16),
+            })
+        }),
         worker_sandbox: v
             .get("worker_sandbox")
             .and_then(serde_json::Value::as_str)
@@ -556,6 +577,19 @@ impl fmt::Display for StatusReport {
         }
         if let Some(running) = self.runtime.as_ref().and_then(|r| r.running.as_ref()) {
             writeln!(f, "running:     {running} (hook running now)")?;
+        }
+        if let Some(s) = self.runtime.as_ref().and_then(|r| r.scheduled.as_ref()) {
+            writeln!(
+                f,
+                "scheduled:   {} at {} ({})",
+                s.proposal,
+                utc_iso8601(s.at),
+                if s.prestage == "ready" {
+                    "pre-staged"
+                } else {
+                    "pre-staging"
+                }
+            )?;
         }
         for (i, r) in self
             .runtime
