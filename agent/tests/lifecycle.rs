@@ -723,3 +723,100 @@ async fn a_reboot_with_a_deadline_starts_on_every_node_within_a_second() {
         );
     }
 }
+
+/// An upgrade with an activation time (`required_by`) pre-stages at once:
+/// an artifact with the wrong hash fails the run and is acknowledged
+/// before the deadline, and `command` never runs. A schedule follows the
+/// vote: when a voter changes its vote before the deadline, the action is
+/// dropped and nothing runs when the time comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_upgrade_fails_early_on_a_bad_artifact_and_follows_the_vote() {
+    let relay = start_relay(false).await;
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let node = Node::default();
+    let artifact = |v: &str| node.dir.path().join(format!("artifact-{v}"));
+    std::fs::write(artifact("v1.2.3"), "not the voted artifact").unwrap();
+    std::fs::write(artifact("v1.3.0"), "the voted artifact").unwrap();
+    let good_hash = hex::encode(qube_agent::artifact::sha256_file(&artifact("v1.3.0")).unwrap());
+    let template = node.dir.path().join("artifact-{version}");
+    let toml = node.config_toml(
+        &[&relay.url],
+        &voters,
+        2,
+        "",
+        &format!("artifact = {:?}\n", template.display().to_string()),
+    );
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+
+    // Wrong artifact: acknowledged as a failure long before the deadline.
+    let deadline = now() + 30;
+    for g in &gov[..2] {
+        let d = directive()
+            .version("v1.2.3")
+            .required_by(deadline)
+            .created_at(now())
+            .sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let ack = ack_for(&relay.url, &node, "v1.2.3")
+        .await
+        .unwrap_or_else(|| {
+            panic!("no early ack:\n{}", agent.log());
+        });
+    assert!(now() < deadline, "the failure waited for the deadline");
+    assert_eq!(tag_values(&ack, "status"), ["failure"]);
+    assert_eq!(tag_values(&ack, "error"), ["hash mismatch"]);
+    assert!(node.runs().is_empty(), "command ran: {:?}", node.runs());
+
+    // A good artifact is scheduled; a changed vote drops the schedule.
+    // (created_at in the future: newer than the votes of this second.)
+    let deadline = now() + 4;
+    for (i, g) in gov[..2].iter().enumerate() {
+        let d = directive()
+            .version("v1.3.0")
+            .hash(&good_hash)
+            .required_by(deadline)
+            .created_at(now() + 1 + u64::try_from(i).unwrap())
+            .sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let scheduled = |want: bool| {
+        let config = &config;
+        move || {
+            status(config)
+                .and_then(|s| s.runtime)
+                .is_some_and(|r| r.scheduled.is_some() == want)
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), scheduled(true)).await,
+        "v1.3.0 was not scheduled:\n{}",
+        agent.log()
+    );
+    let changed = directive()
+        .version("v1.3.0")
+        .hash(HASH)
+        .required_by(deadline)
+        .created_at(now() + 3)
+        .sign(&gov[1]);
+    assert!(publish(&relay.url, &changed, &publisher).await.0);
+    assert!(
+        wait_until(Duration::from_secs(3), scheduled(false)).await,
+        "the schedule outlived its quorum:\n{}",
+        agent.log()
+    );
+    tokio::time::sleep_until(
+        tokio::time::Instant::now() + Duration::from_secs(deadline + 2 - now()),
+    )
+    .await;
+    assert!(node.runs().is_empty(), "command ran: {:?}", node.runs());
+    assert_eq!(
+        journal_outcomes(&node),
+        [("v1.2.3".to_owned(), "failure".to_owned())]
+    );
+    assert!(agent.log().contains("v1.3.0"), "{}", agent.log());
+}

@@ -99,6 +99,9 @@ pub(crate) struct Snapshot {
     pub(crate) votes: Vec<(Proposal, usize)>,
     /// The last hook run, if any.
     pub(crate) last_action: Option<LastAction>,
+    /// The proposal waiting for its deadline and that deadline (unix
+    /// seconds), if any.
+    pub(crate) scheduled: Option<(Proposal, u64)>,
     /// Worker restarts since the agent started.
     pub(crate) worker_restarts: u32,
     /// The current worker's sandbox, once it said.
@@ -247,6 +250,20 @@ fn registry(s: &Snapshot) -> Registry {
             "last_action_success",
             "1 if the last hook run succeeded, 0 if it failed",
             success,
+        );
+    }
+
+    if let Some((proposal, at)) = &s.scheduled {
+        let l = labels(&[
+            ("action", proposal.action.as_str()),
+            ("version", &proposal.version),
+        ]);
+        let scheduled = Family::<Labels, Gauge>::default();
+        scheduled.get_or_create(&l).set(int(*at));
+        r.register(
+            "scheduled_action_timestamp_seconds",
+            "When the scheduled action starts (its required_by), unix seconds",
+            scheduled,
         );
     }
 
@@ -445,6 +462,7 @@ mod tests {
             quorum: 2,
             votes: vec![(proposal("v1.2.3"), 1)],
             last_action: None,
+            scheduled: None,
             worker_restarts: 0,
             sandbox: None,
             outbox_pending: 0,
@@ -460,6 +478,21 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("node=\"pillar \\\"eu\\\"\""), "{text}");
+    }
+
+    #[test]
+    fn a_scheduled_action_shows_its_deadline() {
+        let mut s = snapshot();
+        let text = finish(render(&s).unwrap(), 5).unwrap();
+        assert!(!text.contains("scheduled_action"), "{text}");
+        s.scheduled = Some((proposal("v1.3.0"), 1_800_000_000));
+        let text = finish(render(&s).unwrap(), 5).unwrap();
+        assert!(
+            text.contains(
+                "qube_agent_scheduled_action_timestamp_seconds{action=\"upgrade\",version=\"v1.3.0\"} 1800000000"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

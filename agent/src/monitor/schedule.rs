@@ -260,6 +260,12 @@ impl Monitor {
         (s.staged.is_some() && self.running.is_none()).then(|| instant_of(s.at))
     }
 
+    /// The scheduled proposal and its deadline (unix seconds), for the
+    /// metrics.
+    pub(super) fn scheduled_deadline(&self) -> Option<(Proposal, u64)> {
+        self.scheduled.as_ref().map(|s| (s.proposal.clone(), s.at))
+    }
+
     /// The schedule as `runtime.json` records it.
     pub(super) fn scheduled_runtime(&self) -> Option<ScheduledRuntime> {
         self.scheduled.as_ref().map(|s| ScheduledRuntime {

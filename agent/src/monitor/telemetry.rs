@@ -213,6 +213,7 @@ impl Monitor {
             quorum: self.config.quorum(),
             votes,
             last_action: self.telemetry.last_action.clone(),
+            scheduled: self.scheduled_deadline(),
             worker_restarts: self.restarts,
             sandbox: self.sandbox,
             outbox_pending: self.outbox.len(),
