@@ -13,7 +13,9 @@ use super::{
 };
 use crate::config::Config;
 use crate::core::directive::Proposal;
-use crate::state::journal::{self, Entry, Inspection, JournalError, Record, StepRecord};
+use crate::state::journal::{
+    self, CheckpointRun, Entry, Inspection, JournalError, Previous, Record, StepRecord,
+};
 use crate::state::StateDir;
 
 // ---------------------------------------------------------------------------
@@ -29,7 +31,7 @@ pub struct RecordView {
     pub at: u64,
     /// `at` in ISO 8601, UTC.
     pub at_utc: String,
-    /// `started` or `outcome`.
+    /// `started`, `outcome`, `retry` or `checkpoint`.
     pub entry: &'static str,
     /// The proposal (for an outcome: its started record's).
     pub proposal: Option<Proposal>,
@@ -48,6 +50,16 @@ pub struct RecordView {
     /// older agents).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRecord>,
+    /// For a retry record: the operator's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a checkpoint record: the full journal it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+    /// For a checkpoint record: the proposals carried over, with how their
+    /// last run ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub carried: Vec<CheckpointRun>,
 }
 
 /// Whether the journal's hash chain verifies.
@@ -144,6 +156,19 @@ impl JournalRead {
         self.result.as_ref().map_or(&[], |i| i.records.as_slice())
     }
 
+    /// Whether the journal blocks `proposal` ([`Inspection::contains`]);
+    /// `false` when it does not verify.
+    pub(super) fn contains(&self, proposal: &Proposal) -> bool {
+        self.result.as_ref().is_ok_and(|i| i.contains(proposal))
+    }
+
+    /// Proposals allowed one more run ([`Inspection::retries_allowed`]).
+    pub(super) fn retries_allowed(&self) -> Vec<Proposal> {
+        self.result
+            .as_ref()
+            .map_or_else(|_| Vec::new(), Inspection::retries_allowed)
+    }
+
     /// The view, with the last `keep` records (all with `None`).
     pub(super) fn view(&self, keep: Option<usize>) -> JournalView {
         let path = self.path.display().to_string();
@@ -196,14 +221,14 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
         .iter()
         .filter_map(|r| match &r.entry {
             Entry::Started { proposal, .. } => Some((r.seq, proposal)),
-            Entry::Outcome { .. } => None,
+            _ => None,
         })
         .collect();
     let finished: BTreeSet<u64> = records
         .iter()
         .filter_map(|r| match &r.entry {
             Entry::Outcome { seq_started, .. } => Some(*seq_started),
-            Entry::Started { .. } => None,
+            _ => None,
         })
         .collect();
     records
@@ -222,6 +247,9 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                 error: None,
                 awaiting_outcome: false,
                 steps: Vec::new(),
+                reason: None,
+                previous: None,
+                carried: Vec::new(),
             };
             match &r.entry {
                 Entry::Started {
@@ -246,6 +274,18 @@ fn record_views(records: &[Record], skip: usize) -> Vec<RecordView> {
                     status: Some(status.as_str()),
                     error: error.clone(),
                     steps: steps.clone(),
+                    ..base
+                },
+                Entry::Retry { proposal, reason } => RecordView {
+                    entry: "retry",
+                    proposal: Some(proposal.clone()),
+                    reason: Some(reason.clone()),
+                    ..base
+                },
+                Entry::Checkpoint { previous, runs } => RecordView {
+                    entry: "checkpoint",
+                    previous: Some(previous.clone()),
+                    carried: runs.clone(),
                     ..base
                 },
             }
@@ -298,9 +338,31 @@ pub(super) fn write_record(f: &mut fmt::Formatter<'_>, r: &RecordView) -> fmt::R
     if let Some(seq) = r.seq_started {
         write!(f, "of seq {seq}: ")?;
     }
+    if let Some(previous) = &r.previous {
+        writeln!(
+            f,
+            "continues {} (last seq {}, head {}): {} proposal(s) carried over",
+            printable(&previous.file),
+            previous.seq,
+            printable(&previous.head),
+            r.carried.len()
+        )?;
+        for run in &r.carried {
+            writeln!(
+                f,
+                "           {} {}",
+                run.status.as_str(),
+                ShowProposal(&run.proposal)
+            )?;
+        }
+        return Ok(());
+    }
     match &r.proposal {
         Some(p) => write!(f, "{}", ShowProposal(p))?,
         None => f.write_str("(unknown proposal)")?,
+    }
+    if let Some(reason) = &r.reason {
+        write!(f, "  one more run allowed: {}", printable(reason))?;
     }
     if r.entry == "started" {
         write!(f, " ({} directives)", r.directive_ids.len())?;

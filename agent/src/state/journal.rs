@@ -76,6 +76,16 @@ use sha2::{Digest, Sha256};
 use crate::core::directive::Proposal;
 use crate::core::error::truncated;
 
+/// Longest `reason` of a retry record, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Proposals per checkpoint record (so each stays far below
+/// [`MAX_RECORD_BYTES`]).
+pub const CHECKPOINT_RUNS_PER_RECORD: usize = 64;
+/// A journal longer than this (in bytes) is rotated into a checkpoint
+/// before the next `started` record (64 MiB less 1 MiB, which leaves room
+/// for the outcome and retry records that may follow).
+pub const ROTATE_BYTES: u64 = MAX_JOURNAL_BYTES - 1024 * 1024;
+
 /// Longest record line, in bytes without the `\n` (64 KiB).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// Largest journal file, in bytes (64 MiB, tens of thousands of runs).
@@ -97,6 +107,7 @@ pub use crate::core::ack::Status;
 
 /// What a record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Entry {
     /// A hook is about to run for `proposal`.
     Started {
@@ -123,6 +134,46 @@ pub enum Entry {
         /// agents kept them, and when no step ran.
         steps: Vec<StepRecord>,
     },
+    /// The operator allowed one more run of `proposal`, whose last run on
+    /// this node failed (`qube-agent retry`).
+    Retry {
+        /// The exact proposal.
+        proposal: Proposal,
+        /// Why, as the operator gave it (at most [`MAX_REASON_BYTES`]).
+        reason: String,
+    },
+    /// The start of a journal that replaced a full one: proposals that ran
+    /// there, with how their last run ended. Only at the start of a journal
+    /// (one or more in a row); each listed proposal counts as started.
+    Checkpoint {
+        /// The journal this one continues.
+        previous: Previous,
+        /// Proposals and the status of their last run.
+        runs: Vec<CheckpointRun>,
+    },
+}
+
+/// Where a journal that starts with a checkpoint came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Previous {
+    /// The file name the full journal was kept under, in the same
+    /// directory.
+    pub file: String,
+    /// Its last record's `seq`.
+    pub seq: u64,
+    /// The SHA-256 of its last line (its head), 64 lower-case hex.
+    pub head: String,
+}
+
+/// One proposal carried into a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRun {
+    /// The exact proposal.
+    pub proposal: Proposal,
+    /// How its last run ended.
+    pub status: Status,
 }
 
 /// One step of a run, as an outcome record keeps it (`docs/PROTOCOL.md`
@@ -203,6 +254,17 @@ pub enum Corruption {
         /// The `seq_started` found.
         seq_started: u64,
     },
+    /// A `started` record for a proposal that already started and has no
+    /// retry allowing it again.
+    StartedAgain {
+        /// The line of its earlier `started` (or checkpoint) record.
+        first: u64,
+    },
+    /// A retry for a proposal whose last run is missing, open or
+    /// succeeded, or that already has a retry.
+    BadRetry(RetryRefusal),
+    /// A checkpoint record after a record that is not one.
+    CheckpointNotAtStart,
     /// An outcome names a `started` record that already has one.
     DuplicateOutcome {
         /// The `seq_started` found.
@@ -240,11 +302,48 @@ impl fmt::Display for Corruption {
                 f,
                 "outcome for seq {seq_started}, which is not an earlier started record"
             ),
+            Corruption::StartedAgain { first } => write!(
+                f,
+                "started record for a proposal already started on line {first}, with no retry"
+            ),
+            Corruption::BadRetry(why) => write!(f, "retry record refused: {why}"),
+            Corruption::CheckpointNotAtStart => {
+                f.write_str("checkpoint record after the start of the journal")
+            }
             Corruption::DuplicateOutcome { seq_started, first } => write!(
                 f,
                 "second outcome for seq {seq_started} (the first is on line {first})"
             ),
         }
+    }
+}
+
+/// Why one more run of a proposal cannot be allowed
+/// ([`Journal::append_retry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryRefusal {
+    /// It never ran on this node.
+    NeverRan,
+    /// Its last run has no outcome yet (it runs, or was interrupted and is
+    /// acknowledged at the next start).
+    Open,
+    /// Its last run succeeded: a retry never applies to it.
+    Succeeded,
+    /// One more run is already allowed.
+    AlreadyAllowed,
+}
+
+impl fmt::Display for RetryRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RetryRefusal::NeverRan => "the proposal never ran on this node",
+            RetryRefusal::Open => {
+                "its last run has no outcome yet (running, or interrupted: start the agent once \
+                 to acknowledge it)"
+            }
+            RetryRefusal::Succeeded => "its last run succeeded; a retry only follows a failure",
+            RetryRefusal::AlreadyAllowed => "one more run is already allowed",
+        })
     }
 }
 
@@ -313,6 +412,8 @@ pub enum JournalError {
     /// [`Journal::append_outcome`] with an error text and
     /// [`Status::Success`].
     ErrorWithSuccess,
+    /// [`Journal::append_retry`] refused.
+    RetryRefused(RetryRefusal),
     /// A record would be longer than [`MAX_RECORD_BYTES`].
     RecordTooLarge {
         /// Its length, in bytes.
@@ -334,7 +435,10 @@ impl fmt::Display for JournalError {
             }
             JournalError::TooLarge { path } => write!(
                 f,
-                "journal {} is full ({MAX_JOURNAL_BYTES} bytes); archive it and start a new one",
+                "journal {} is full ({MAX_JOURNAL_BYTES} bytes). The agent rotates it into a \
+                 checkpoint before the next run once it passes {ROTATE_BYTES} bytes; never \
+                 replace it with an empty journal (the last voted action could run again): keep \
+                 the file and report this",
                 path.display()
             ),
             JournalError::Corrupt {
@@ -380,6 +484,7 @@ impl fmt::Display for JournalError {
             JournalError::ErrorWithSuccess => {
                 f.write_str("an outcome with status success cannot carry an error")
             }
+            JournalError::RetryRefused(why) => write!(f, "no retry: {why}"),
             JournalError::RecordTooLarge { len } => write!(
                 f,
                 "journal record of {len} bytes is over the {MAX_RECORD_BYTES} limit"
@@ -438,6 +543,30 @@ enum RawEntry {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         steps: Vec<StepRecord>,
     },
+    Retry {
+        proposal: Proposal,
+        reason: String,
+    },
+    Checkpoint {
+        previous: Previous,
+        runs: Vec<CheckpointRun>,
+    },
+}
+
+/// A proposal's hash must be lower-case hex as written, its version a
+/// semantic version.
+fn check_proposal(proposal: &Proposal) -> Result<(), Corruption> {
+    parse_hash("hash", &proposal.hash)?;
+    if let Err(e) = proposal.semver() {
+        return Err(Corruption::BadField {
+            field: "version",
+            problem: format!(
+                "{:?} is not a semantic version: {e}",
+                truncated(&proposal.version, 80)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// 64 lower-case hex chars as 32 bytes.
@@ -466,18 +595,7 @@ impl RawRecord {
                 directive_ids,
                 voters,
             } => {
-                // The hash must be lower-case hex as written; the version
-                // a semantic version.
-                parse_hash("hash", &proposal.hash)?;
-                if let Err(e) = proposal.semver() {
-                    return Err(Corruption::BadField {
-                        field: "version",
-                        problem: format!(
-                            "{:?} is not a semantic version: {e}",
-                            truncated(&proposal.version, 80)
-                        ),
-                    });
-                }
+                check_proposal(&proposal)?;
                 let directive_ids = directive_ids
                     .iter()
                     .map(|id| parse_hash("directive_ids", id))
@@ -521,6 +639,23 @@ impl RawRecord {
                     steps,
                 }
             }
+            RawEntry::Retry { proposal, reason } => {
+                check_proposal(&proposal)?;
+                if reason.len() > MAX_REASON_BYTES || reason.trim().is_empty() {
+                    return Err(Corruption::BadField {
+                        field: "reason",
+                        problem: format!("empty or longer than {MAX_REASON_BYTES} bytes"),
+                    });
+                }
+                Entry::Retry { proposal, reason }
+            }
+            RawEntry::Checkpoint { previous, runs } => {
+                parse_hash("head", &previous.head)?;
+                for run in &runs {
+                    check_proposal(&run.proposal)?;
+                }
+                Entry::Checkpoint { previous, runs }
+            }
         };
         Ok(Record {
             seq: self.seq,
@@ -542,11 +677,50 @@ struct Chain {
     records: Vec<Record>,
     /// `seq` of each started record → `seq` of its outcome, if any.
     runs: BTreeMap<u64, Option<u64>>,
+    /// Each proposal that started (or is in a checkpoint) → its last run.
+    proposals: BTreeMap<Proposal, LastRun>,
     /// Bytes of the complete (newline-terminated) lines.
     complete_len: u64,
 }
 
+/// A proposal's last run, as the chain knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LastRun {
+    /// `seq` of its `started` (or checkpoint) record.
+    seq: u64,
+    /// How it ended; `None` while open.
+    status: Option<Status>,
+    /// The operator allowed one more run.
+    retry: bool,
+}
+
+impl LastRun {
+    /// Whether one more run may be allowed now.
+    fn retriable(&self) -> Result<(), RetryRefusal> {
+        match (self.status, self.retry) {
+            (_, true) => Err(RetryRefusal::AlreadyAllowed),
+            (None, _) => Err(RetryRefusal::Open),
+            (Some(Status::Success), _) => Err(RetryRefusal::Succeeded),
+            (Some(Status::Failure), false) => Ok(()),
+        }
+    }
+}
+
 impl Chain {
+    /// Whether `proposal` must not run (again): it started, or is in a
+    /// checkpoint, and no retry allows it.
+    fn blocks(&self, proposal: &Proposal) -> bool {
+        self.proposals.get(proposal).is_some_and(|r| !r.retry)
+    }
+
+    /// Whether one more run of `proposal` may be allowed.
+    fn retriable(&self, proposal: &Proposal) -> Result<(), RetryRefusal> {
+        self.proposals
+            .get(proposal)
+            .ok_or(RetryRefusal::NeverRan)?
+            .retriable()
+    }
+
     fn head(&self) -> [u8; 32] {
         self.records.last().map_or(GENESIS_PREV, |r| r.hash)
     }
@@ -585,23 +759,77 @@ impl Chain {
             });
         }
         match &record.entry {
-            Entry::Started { .. } => {
+            Entry::Started { proposal, .. } => {
+                if self.blocks(proposal) {
+                    let first = self.proposals.get(proposal).map_or(0, |r| r.seq);
+                    return Err(Corruption::StartedAgain { first });
+                }
                 self.runs.insert(record.seq, None);
+                self.proposals.insert(
+                    proposal.clone(),
+                    LastRun {
+                        seq: record.seq,
+                        status: None,
+                        retry: false,
+                    },
+                );
             }
-            Entry::Outcome { seq_started, .. } => match self.runs.get_mut(seq_started) {
-                Some(Some(first)) => {
-                    return Err(Corruption::DuplicateOutcome {
-                        seq_started: *seq_started,
-                        first: *first,
-                    })
+            Entry::Outcome {
+                seq_started,
+                status,
+                ..
+            } => {
+                match self.runs.get_mut(seq_started) {
+                    Some(Some(first)) => {
+                        return Err(Corruption::DuplicateOutcome {
+                            seq_started: *seq_started,
+                            first: *first,
+                        })
+                    }
+                    Some(slot) => *slot = Some(record.seq),
+                    None => {
+                        return Err(Corruption::UnknownStarted {
+                            seq_started: *seq_started,
+                        })
+                    }
                 }
-                Some(slot) => *slot = Some(record.seq),
-                None => {
-                    return Err(Corruption::UnknownStarted {
-                        seq_started: *seq_started,
-                    })
+                // A proposal's last run is the only open one it can have.
+                if let Some(run) = self
+                    .proposals
+                    .values_mut()
+                    .find(|r| r.seq == *seq_started && r.status.is_none())
+                {
+                    run.status = Some(*status);
                 }
-            },
+            }
+            Entry::Retry { proposal, .. } => {
+                self.retriable(proposal).map_err(Corruption::BadRetry)?;
+                if let Some(run) = self.proposals.get_mut(proposal) {
+                    run.retry = true;
+                }
+            }
+            Entry::Checkpoint { runs, .. } => {
+                let at_start = self
+                    .records
+                    .iter()
+                    .all(|r| matches!(r.entry, Entry::Checkpoint { .. }));
+                if !at_start {
+                    return Err(Corruption::CheckpointNotAtStart);
+                }
+                for run in runs {
+                    if let Some(earlier) = self.proposals.get(&run.proposal) {
+                        return Err(Corruption::StartedAgain { first: earlier.seq });
+                    }
+                    self.proposals.insert(
+                        run.proposal.clone(),
+                        LastRun {
+                            seq: record.seq,
+                            status: Some(run.status),
+                            retry: false,
+                        },
+                    );
+                }
+            }
         }
         self.records.push(record);
         Ok(())
@@ -642,6 +870,9 @@ fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<(Chain, Option<Tail>), Jour
                     | Corruption::Prev { .. }
                     | Corruption::UnknownStarted { .. }
                     | Corruption::DuplicateOutcome { .. }
+                    | Corruption::StartedAgain { .. }
+                    | Corruption::BadRetry(_)
+                    | Corruption::CheckpointNotAtStart
                     | Corruption::BadField { .. }),
                 ) => Err(corrupt(problem)),
                 Err(_) => Ok((
@@ -711,6 +942,40 @@ pub struct Inspection {
     pub head: [u8; 32],
     /// A torn last line, which [`Journal::open`] would refuse.
     pub torn_tail: Option<TornTail>,
+    /// Each proposal's last run.
+    proposals: BTreeMap<Proposal, LastRun>,
+}
+
+impl Inspection {
+    /// As [`Journal::contains`].
+    pub fn contains(&self, proposal: &Proposal) -> bool {
+        self.proposals.get(proposal).is_some_and(|r| !r.retry)
+    }
+
+    /// As [`Journal::retries_allowed`].
+    pub fn retries_allowed(&self) -> Vec<Proposal> {
+        retries_allowed(&self.proposals)
+    }
+
+    /// As [`Journal::retriable`].
+    ///
+    /// # Errors
+    /// Why no retry can be allowed.
+    pub fn retriable(&self, proposal: &Proposal) -> Result<(), RetryRefusal> {
+        self.proposals
+            .get(proposal)
+            .ok_or(RetryRefusal::NeverRan)?
+            .retriable()
+    }
+}
+
+/// The proposals whose retry is allowed and not used yet.
+fn retries_allowed(proposals: &BTreeMap<Proposal, LastRun>) -> Vec<Proposal> {
+    proposals
+        .iter()
+        .filter(|(_, r)| r.retry)
+        .map(|(p, _)| p.clone())
+        .collect()
 }
 
 /// Reads and verifies the journal at `path` without creating, locking or
@@ -730,6 +995,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, JournalError> {
                 records: Vec::new(),
                 head: GENESIS_PREV,
                 torn_tail: None,
+                proposals: BTreeMap::new(),
             })
         }
         Err(e) => return Err(io_error("open", path)(e)),
@@ -744,6 +1010,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, JournalError> {
         head: chain.head(),
         records: chain.records,
         torn_tail,
+        proposals: chain.proposals,
     })
 }
 
@@ -759,11 +1026,11 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     chain: Chain,
-    /// Proposals with a started record → its `seq`.
-    started: BTreeMap<Proposal, u64>,
     len: u64,
     poisoned: bool,
     recovered_tail: Option<u64>,
+    /// [`ROTATE_BYTES`]; smaller in this module's tests.
+    rotate_bytes: u64,
 }
 
 impl Journal {
@@ -824,20 +1091,14 @@ impl Journal {
                 );
             }
         }
-        let mut started = BTreeMap::new();
-        for record in &chain.records {
-            if let Entry::Started { proposal, .. } = &record.entry {
-                started.entry(proposal.clone()).or_insert(record.seq);
-            }
-        }
         Ok(Journal {
             path,
             file,
             chain,
-            started,
             len,
             poisoned: false,
             recovered_tail,
+            rotate_bytes: ROTATE_BYTES,
         })
     }
 
@@ -902,7 +1163,8 @@ impl Journal {
         with_voters: bool,
         at: u64,
     ) -> Result<u64, JournalError> {
-        if let Some(&seq) = self.started.get(proposal) {
+        if self.chain.blocks(proposal) {
+            let seq = self.chain.proposals.get(proposal).map_or(0, |r| r.seq);
             return Err(JournalError::AlreadyStarted { seq });
         }
         let entry = RawEntry::Started {
@@ -914,9 +1176,57 @@ impl Journal {
                 Vec::new()
             },
         };
-        let seq = self.append(entry, at)?;
-        self.started.insert(proposal.clone(), seq);
-        Ok(seq)
+        self.append(entry, at)
+    }
+
+    /// Allows one more run of `proposal`, whose last run on this node
+    /// failed (`qube-agent retry`): appends a retry record with `reason`
+    /// (trimmed; 1 to [`MAX_REASON_BYTES`] bytes) at `at` (unix seconds)
+    /// and returns its `seq` once durable. The next run makes a new
+    /// `started` record; after it, the proposal is blocked again.
+    ///
+    /// # Errors
+    /// [`JournalError::RetryRefused`] when its last run succeeded, is
+    /// open, never happened, or already has a retry; the errors of an
+    /// append as in [`Journal::append_started`].
+    pub fn append_retry(
+        &mut self,
+        proposal: &Proposal,
+        reason: &str,
+        at: u64,
+    ) -> Result<u64, JournalError> {
+        self.retriable(proposal)
+            .map_err(JournalError::RetryRefused)?;
+        let entry = RawEntry::Retry {
+            proposal: proposal.clone(),
+            reason: truncated(reason.trim(), MAX_REASON_BYTES),
+        };
+        self.append(entry, at)
+    }
+
+    /// Whether one more run of `proposal` may be allowed
+    /// ([`Journal::append_retry`]).
+    ///
+    /// # Errors
+    /// Why not.
+    pub fn retriable(&self, proposal: &Proposal) -> Result<(), RetryRefusal> {
+        self.chain.retriable(proposal)
+    }
+
+    /// Proposals with a retry allowed and not used yet, in proposal order.
+    pub fn retries_allowed(&self) -> Vec<Proposal> {
+        retries_allowed(&self.chain.proposals)
+    }
+
+    /// Every proposal that ran (or is in the checkpoint), with the `seq`
+    /// of its last run's `started` (or checkpoint) record, in proposal
+    /// order.
+    pub fn proposals(&self) -> Vec<(Proposal, u64)> {
+        self.chain
+            .proposals
+            .iter()
+            .map(|(p, r)| (p.clone(), r.seq))
+            .collect()
     }
 
     /// Records how the run `seq_started` ended, at `at` (unix seconds);
@@ -1042,10 +1352,11 @@ impl Journal {
         Ok(seq)
     }
 
-    /// Whether `proposal` has a `started` record (whatever its outcome): it
-    /// must never run again (`docs/PROTOCOL.md` sections 5.4 and 12).
+    /// Whether `proposal` has a `started` record or is in the checkpoint
+    /// (whatever its outcome), with no retry allowing one more run: it
+    /// must not run (again) (`docs/PROTOCOL.md` sections 5.4 and 12).
     pub fn contains(&self, proposal: &Proposal) -> bool {
-        self.started.contains_key(proposal)
+        self.chain.blocks(proposal)
     }
 
     /// The runs that started and have no outcome, as `(seq, proposal)` in
@@ -1066,9 +1377,106 @@ impl Journal {
             .filter(|r| open.contains(&r.seq))
             .filter_map(|r| match &r.entry {
                 Entry::Started { proposal, .. } => Some((r.seq, proposal.clone())),
-                Entry::Outcome { .. } => None,
+                _ => None,
             })
             .collect()
+    }
+
+    /// Rotates a full journal (longer than [`ROTATE_BYTES`]) into a
+    /// checkpoint (`docs/PROTOCOL.md` section 12): the file is kept as
+    /// `journal-AT.jsonl` beside it (`at`, unix seconds), and a new journal
+    /// takes its place that starts with checkpoint records listing every
+    /// proposal that ran, with how its last run ended (followed by a retry
+    /// record for each retry not used yet). So a proposal that ran before
+    /// never runs again, and the chain restarts at `seq` 1 naming the old
+    /// file, its last `seq` and its head. Call it before
+    /// [`Journal::append_started`]; it does nothing while a run is open or
+    /// when the journal is not full. Returns the kept file's path when it
+    /// rotated.
+    ///
+    /// Every step leaves a verifiable `journal.jsonl` in place: the new
+    /// journal is written and synced as `journal.jsonl.next`, the full one
+    /// hard-linked to its new name, then the new one renamed over it and
+    /// the directory synced.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] (the journal is then unchanged, or already the
+    /// new one if only the directory sync failed); [`JournalError::Poisoned`].
+    pub fn rotate_if_full(&mut self, at: u64) -> Result<Option<PathBuf>, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let open = self.chain.runs.values().any(Option::is_none);
+        if self.len <= self.rotate_bytes || open {
+            return Ok(None);
+        }
+        let dir = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let kept_name = format!("journal-{at}.jsonl");
+        let kept = dir.join(&kept_name);
+        let next = dir.join(format!(
+            "{}.next",
+            self.path.file_name().map_or_else(
+                || "journal.jsonl".into(),
+                |n| n.to_string_lossy().into_owned()
+            )
+        ));
+        match std::fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove a stale", &next)(e)),
+        }
+        let (last_seq, head) = self.head();
+        let previous = Previous {
+            file: kept_name,
+            seq: last_seq,
+            head: hex::encode(head),
+        };
+        let carried: Vec<CheckpointRun> = self
+            .chain
+            .proposals
+            .iter()
+            .map(|(proposal, run)| CheckpointRun {
+                proposal: proposal.clone(),
+                status: run.status.unwrap_or(Status::Failure),
+            })
+            .collect();
+        let mut fresh = Journal::open(&next)?;
+        fresh.rotate_bytes = self.rotate_bytes;
+        for chunk in carried.chunks(CHECKPOINT_RUNS_PER_RECORD) {
+            let entry = RawEntry::Checkpoint {
+                previous: previous.clone(),
+                runs: chunk.to_vec(),
+            };
+            fresh.append(entry, at)?;
+        }
+        if carried.is_empty() {
+            let entry = RawEntry::Checkpoint {
+                previous: previous.clone(),
+                runs: Vec::new(),
+            };
+            fresh.append(entry, at)?;
+        }
+        for proposal in self.retries_allowed() {
+            fresh.append_retry(&proposal, "allowed in the previous journal", at)?;
+        }
+        std::fs::hard_link(&self.path, &kept).map_err(io_error("keep the full", &self.path))?;
+        std::fs::rename(&next, &self.path).map_err(io_error("replace the full", &self.path))?;
+        fresh.path = self.path.clone();
+        *self = fresh;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error("fsync the directory of", &self.path))?;
+        tracing::info!(
+            "journal {} rotated: the full journal is kept as {}; the new one starts with a \
+             checkpoint of {} proposal(s)",
+            self.path.display(),
+            kept.display(),
+            carried.len()
+        );
+        Ok(Some(kept))
     }
 
     /// The record with this `seq`, if any (for example to get the directive
@@ -1442,5 +1850,172 @@ mod tests {
         drop(journal);
         let journal = Journal::open(dir.path().join("j")).unwrap();
         assert_eq!(journal.records().len(), 2);
+    }
+
+    #[test]
+    fn a_retry_allows_exactly_one_more_run_after_a_failure_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&path).unwrap();
+        let (failed, good) = (proposal("v1.0.0"), proposal("v2.0.0"));
+        assert!(matches!(
+            j.append_retry(&failed, "why", 1),
+            Err(JournalError::RetryRefused(RetryRefusal::NeverRan))
+        ));
+        let s = j.append_started(&failed, &[], 1).unwrap();
+        assert!(matches!(
+            j.append_retry(&failed, "why", 1),
+            Err(JournalError::RetryRefused(RetryRefusal::Open))
+        ));
+        j.append_outcome(s, Status::Failure, Some("fetch failed"), 2)
+            .unwrap();
+        let g = j.append_started(&good, &[], 3).unwrap();
+        j.append_outcome(g, Status::Success, None, 4).unwrap();
+        assert!(matches!(
+            j.append_retry(&good, "why", 5),
+            Err(JournalError::RetryRefused(RetryRefusal::Succeeded))
+        ));
+        assert!(j.contains(&failed));
+        j.append_retry(&failed, "  mirror was down  ", 5).unwrap();
+        assert!(!j.contains(&failed));
+        assert_eq!(j.retries_allowed(), vec![failed.clone()]);
+        assert!(matches!(
+            j.append_retry(&failed, "again", 6),
+            Err(JournalError::RetryRefused(RetryRefusal::AlreadyAllowed))
+        ));
+        // The one more run, then blocked again.
+        let again = j.append_started(&failed, &[], 7).unwrap();
+        assert!(j.contains(&failed));
+        assert!(j.retries_allowed().is_empty());
+        assert!(matches!(
+            j.append_started(&failed, &[], 8),
+            Err(JournalError::AlreadyStarted { seq }) if seq == again
+        ));
+        j.append_outcome(again, Status::Failure, Some("x"), 8)
+            .unwrap();
+        drop(j);
+        // The file verifies with the same verdicts; the reason is trimmed.
+        let j = Journal::open(&path).unwrap();
+        assert!(j.contains(&failed) && j.contains(&good));
+        let reasons: Vec<&str> = j
+            .records()
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Retry { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons, ["mirror was down"]);
+        assert_eq!(j.retriable(&failed), Ok(()));
+    }
+
+    #[test]
+    fn chain_rules_for_retries_checkpoints_and_second_starts() {
+        let z = GENESIS_PREV;
+        let h = |l: &str| -> [u8; 32] { Sha256::digest(l.as_bytes()).into() };
+        // A second started record without a retry.
+        let l1 = line(1, &z, &started("v1.0.0"));
+        let l2 = line(2, &h(&l1), &started("v1.0.0"));
+        assert_eq!(
+            corruption(&format!("{l1}\n{l2}\n")),
+            (2, Corruption::StartedAgain { first: 1 })
+        );
+        // A retry of a run that succeeded.
+        let l2 = line(
+            2,
+            &h(&l1),
+            r#"{"outcome":{"seq_started":1,"status":"success"}}"#,
+        );
+        let retry = format!(
+            r#"{{"retry":{{"proposal":{{"action":"upgrade","network":"hqz","version":"v1.0.0","hash":"{HASH}"}},"reason":"r"}}}}"#
+        );
+        let l3 = line(3, &h(&l2), &retry);
+        assert_eq!(
+            corruption(&format!("{l1}\n{l2}\n{l3}\n")),
+            (3, Corruption::BadRetry(RetryRefusal::Succeeded))
+        );
+        // A checkpoint after an ordinary record.
+        let checkpoint = format!(
+            r#"{{"checkpoint":{{"previous":{{"file":"journal-1.jsonl","seq":9,"head":"{HASH}"}},"runs":[{{"proposal":{{"action":"upgrade","network":"hqz","version":"v0.9.0","hash":"{HASH}"}},"status":"success"}}]}}}}"#
+        );
+        let l3 = line(3, &h(&l2), &checkpoint);
+        assert_eq!(
+            corruption(&format!("{l1}\n{l2}\n{l3}\n")),
+            (3, Corruption::CheckpointNotAtStart)
+        );
+        // At the start it verifies, and its proposals count as started.
+        let c1 = line(1, &z, &checkpoint);
+        let c2 = line(2, &h(&c1), &started("v0.9.0"));
+        assert_eq!(
+            corruption(&format!("{c1}\n{c2}\n")),
+            (2, Corruption::StartedAgain { first: 1 })
+        );
+        let (chain, _) = verify(&format!("{c1}\n")).unwrap();
+        assert!(chain.blocks(&proposal("v0.9.0")));
+    }
+
+    #[test]
+    fn a_full_journal_rotates_into_a_checkpoint_that_keeps_every_proposal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&path).unwrap();
+        j.rotate_bytes = 2000;
+        let count = CHECKPOINT_RUNS_PER_RECORD + 6;
+        for i in 0..count {
+            let p = proposal(&format!("v0.{i}.0"));
+            let s = j.append_started(&p, &[], 10).unwrap();
+            let status = if i % 2 == 0 {
+                Status::Success
+            } else {
+                Status::Failure
+            };
+            let error = (status == Status::Failure).then_some("exit status 1");
+            j.append_outcome(s, status, error, 11).unwrap();
+        }
+        j.append_retry(&proposal("v0.1.0"), "transient", 12)
+            .unwrap();
+        let (old_seq, old_head) = j.head();
+        let old_bytes = std::fs::read(&path).unwrap();
+        let kept = j.rotate_if_full(1_800_000_000).unwrap().unwrap();
+        assert_eq!(kept, dir.path().join("journal-1800000000.jsonl"));
+        assert_eq!(std::fs::read(&kept).unwrap(), old_bytes, "kept as it was");
+        assert!(!dir.path().join("journal.jsonl.next").exists());
+        // Every proposal is still blocked; the unused retry still allowed.
+        for i in 0..count {
+            let p = proposal(&format!("v0.{i}.0"));
+            assert_eq!(j.contains(&p), i != 1, "{p}");
+        }
+        assert_eq!(j.retries_allowed(), vec![proposal("v0.1.0")]);
+        assert_eq!(j.retriable(&proposal("v0.3.0")), Ok(()));
+        assert_eq!(
+            j.retriable(&proposal("v0.2.0")),
+            Err(RetryRefusal::Succeeded)
+        );
+        // Two checkpoint records (64 + 6), then the retry.
+        let kinds: Vec<&str> = j
+            .records()
+            .iter()
+            .map(|r| match &r.entry {
+                Entry::Checkpoint { previous, .. } => {
+                    assert_eq!(previous.seq, old_seq);
+                    assert_eq!(previous.head, hex::encode(old_head));
+                    assert_eq!(previous.file, "journal-1800000000.jsonl");
+                    "checkpoint"
+                }
+                Entry::Retry { .. } => "retry",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["checkpoint", "checkpoint", "retry"]);
+        // Appends go to the new file, which verifies when opened again.
+        let p = proposal("v9.0.0");
+        j.append_started(&p, &[], 20).unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.records().len(), 4);
+        assert!(j.contains(&proposal("v0.0.0")) && j.contains(&p));
+        // Not full any more: nothing to do.
+        let mut j = j;
+        assert_eq!(j.rotate_if_full(1_800_000_001).unwrap(), None);
     }
 }
