@@ -171,6 +171,31 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Allow one more run of a proposal that failed on this node.
+    ///
+    /// A proposal that ran on a node never runs there again, even after a
+    /// transient failure. `retry` records the operator's permission for
+    /// exactly one more run in the journal; the agent, at its next start,
+    /// runs the proposal again if its quorum still holds (a deadline that
+    /// has passed still refuses it). Refused for a run that succeeded, a
+    /// run without an outcome, or a proposal that already has a retry. Needs
+    /// the agent stopped (it takes the state lock). Exit status: 0 when the
+    /// retry was recorded; 1 otherwise.
+    #[command(
+        after_help = "PROPOSAL is the seq of its started or outcome record as `qube-agent journal` lists it, or its version exactly as signed (e.g. v1.2.3) when one failed proposal has it.\n\nExample:\n  systemctl stop qube-agent\n  qube-agent retry --config /etc/qube-agent/config.toml v1.2.3 --reason \"mirror was down during fetch\"\n  systemctl start qube-agent"
+    )]
+    Retry {
+        /// The agent's TOML config file.
+        #[arg(long, short = 'c', value_name = "PATH")]
+        config: PathBuf,
+        /// The proposal: a journal seq or a version as signed.
+        #[arg(value_name = "PROPOSAL")]
+        proposal: String,
+        /// Why, recorded in the journal (1 to 200 characters, no control
+        /// characters).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
     /// Write the man pages and shell completions built into this binary to a
     /// directory, for packaging (see docs/RELEASE.md).
     #[command(hide = true)]

@@ -47,6 +47,11 @@ fn main() -> ExitCode {
         Command::SandboxProbe(args) => sandbox_probe(*args),
         Command::Status { config, json } => status(&config, json),
         Command::Reset { config, reason } => reset(&config, &reason),
+        Command::Retry {
+            config,
+            proposal,
+            reason,
+        } => retry(&config, &proposal, &reason),
         Command::Journal {
             config,
             json,
@@ -165,10 +170,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `reset`: a new journal after the old one was lost.
-fn reset(path: &std::path::Path, reason: &str) -> ExitCode {
+/// The config for a journaling command (`reset`, `retry`) after checking
+/// its `--reason`; `None` once the error is printed.
+fn journaling_config(path: &std::path::Path, reason: &str) -> Option<Config> {
     let mut stderr = std::io::stderr().lock();
-    let chars = reason.chars().count();
+    let chars = reason.trim().chars().count();
     if chars == 0
         || chars > qube_agent::monitor::MAX_REASON_CHARS
         || reason.chars().any(char::is_control)
@@ -178,15 +184,44 @@ fn reset(path: &std::path::Path, reason: &str) -> ExitCode {
             "error: --reason must be 1 to {} characters without control characters",
             qube_agent::monitor::MAX_REASON_CHARS
         );
-        return ExitCode::FAILURE;
+        return None;
     }
-    let config = match Config::load(path) {
-        Ok((config, _warnings)) => config,
+    match Config::load(path) {
+        Ok((config, _warnings)) => Some(config),
         Err(err) => {
             let _ = writeln!(stderr, "error: {err}");
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+/// `retry`: one more run of a proposal that failed here.
+fn retry(path: &std::path::Path, which: &str, reason: &str) -> ExitCode {
+    let Some(config) = journaling_config(path, reason) else {
+        return ExitCode::FAILURE;
     };
+    match qube_agent::monitor::retry(&config, which, reason, qube_agent::now()) {
+        Ok(proposal) => {
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "one more run allowed for {proposal}; it runs when the agent starts and its \
+                 quorum still holds"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let _ = writeln!(std::io::stderr().lock(), "error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reset`: a new journal after the old one was lost.
+fn reset(path: &std::path::Path, reason: &str) -> ExitCode {
+    let Some(config) = journaling_config(path, reason) else {
+        return ExitCode::FAILURE;
+    };
+    let mut stderr = std::io::stderr().lock();
     match qube_agent::monitor::reset(&config, reason, qube_agent::now()) {
         Ok(proposals) => {
             let mut stdout = std::io::stdout().lock();

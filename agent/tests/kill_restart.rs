@@ -88,7 +88,7 @@ async fn sigkill_during_the_hook_never_runs_it_twice_and_acks_interrupted() {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     let gov: Vec<Keys> = (1..=3).map(keys).collect();
     let mut config = format!(
-        "network = \"hqz\"\nquorum = 2\nrelays = [\"{url}\"]\nstate_dir = {:?}\nnode_key = {:?}\nnode_id = \"killed\"\n",
+        "network = \"hqz\"\nquorum = 2\nrelays = [\"{url}\"]\nstate_dir = {:?}\nnode_key = {:?}\nnode_id = \"killed\"\ncurrent_version = \"v0.0.1\"\n",
         dir.path().join("state"),
         key_file
     );

@@ -284,6 +284,7 @@ fn journal_outcomes(node: &Node) -> Vec<(String, String)> {
                 let version = started.get(&seq).cloned().unwrap_or_default();
                 out.push((version, status.as_str().to_owned()));
             }
+            _ => {}
         }
     }
     out
@@ -819,4 +820,266 @@ async fn a_scheduled_upgrade_fails_early_on_a_bad_artifact_and_follows_the_vote(
         [("v1.2.3".to_owned(), "failure".to_owned())]
     );
     assert!(agent.log().contains("v1.3.0"), "{}", agent.log());
+}
+
+/// Runs `qube-agent ARGS... --config <node's config>` to completion.
+fn agent_command(node: &Node, args: &[&str]) -> std::process::Output {
+    Command::new(AGENT)
+        .args(args)
+        .arg("--config")
+        .arg(node.dir.path().join("config.toml"))
+        .output()
+        .unwrap()
+}
+
+/// `qube-agent retry` (`docs/PROTOCOL.md` section 12): after a failed run,
+/// exactly one more run, shown in `status` until it happens; refused while
+/// one is already allowed and after a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_allows_exactly_one_more_run_after_a_failure() {
+    let relay = start_relay(false).await;
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let node = Node::with_hook("if [ -e \"$(dirname \"$0\")/fail\" ]; then exit 1; fi");
+    let fail = node.dir.path().join("fail");
+    std::fs::write(&fail, "").unwrap();
+    let toml = node.config_toml(&[&relay.url], &voters, 2, "", "");
+    let (mut agent, config) = start_and_vote(&node, &toml, &relay.url, &gov).await;
+    let failed = wait_until(Duration::from_secs(15), || {
+        journal_outcomes(&node).len() == 1
+    })
+    .await;
+    assert!(failed, "{}", agent.log());
+    assert_eq!(
+        journal_outcomes(&node),
+        [("v1.2.3".to_owned(), "failure".to_owned())]
+    );
+    agent.terminate();
+    assert!(agent.wait(Duration::from_secs(10)).is_some());
+
+    std::fs::remove_file(&fail).unwrap();
+    let out = agent_command(&node, &["retry", "v1.2.3", "--reason", "mirror fixed"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("one more run allowed"), "{stdout}");
+    assert_eq!(status(&config).unwrap().retries_allowed.len(), 1);
+    let shown = agent_command(&node, &["status"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("retry:       one more run allowed"),
+        "{shown:?}"
+    );
+    let again = agent_command(&node, &["retry", "v1.2.3", "--reason", "again"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already allowed"),
+        "{again:?}"
+    );
+
+    // The one more run.
+    let mut agent = Agent::start(&node, &toml);
+    let ran = wait_until(Duration::from_secs(20), || {
+        journal_outcomes(&node).len() == 2
+    })
+    .await;
+    assert!(ran, "{}", agent.log());
+    assert_eq!(
+        journal_outcomes(&node),
+        [
+            ("v1.2.3".to_owned(), "failure".to_owned()),
+            ("v1.2.3".to_owned(), "success".to_owned())
+        ]
+    );
+    assert_eq!(node.runs().len(), 2);
+    assert!(status(&config).unwrap().retries_allowed.is_empty());
+    agent.terminate();
+    assert!(agent.wait(Duration::from_secs(10)).is_some());
+
+    // After a success: refused, and nothing runs again.
+    let refused = agent_command(&node, &["retry", "v1.2.3", "--reason", "once more"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("succeeded"),
+        "{refused:?}"
+    );
+    let agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node.runs().len(), 2, "{}", agent.log());
+}
+
+/// A fresh node that knows no installed version (no `current_version`,
+/// no `version_command`, nothing recorded) refuses upgrades even with
+/// their quorum, and says why in `status` and the log; `version_command`
+/// supplies the version, and the upgrade then runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_need_a_known_installed_version() {
+    let relay = start_relay(false).await;
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let node = Node::default();
+    let unknown = node
+        .config_toml(&[&relay.url], &voters, 2, "", "")
+        .replace("current_version = \"v0.0.1\"\n", "");
+    assert!(!unknown.contains("current_version"), "{unknown}");
+    let (mut agent, config) = start_and_vote(&node, &unknown, &relay.url, &gov).await;
+    let refused = wait_until(Duration::from_secs(10), || {
+        status(&config).is_some_and(|s| {
+            s.proposals
+                .iter()
+                .any(|p| p.proposal.version == "v1.2.3" && p.standing == "installed_unknown")
+        })
+    })
+    .await;
+    assert!(refused, "{}", agent.log());
+    let logged = wait_until(Duration::from_secs(5), || {
+        agent
+            .log()
+            .contains("upgrades are refused while the installed version is unknown")
+    })
+    .await;
+    assert!(logged, "{}", agent.log());
+    assert!(node.runs().is_empty());
+    agent.terminate();
+    assert!(agent.wait(Duration::from_secs(10)).is_some());
+
+    let version = node.dir.path().join("version.sh");
+    std::fs::write(&version, "#!/bin/sh\necho v1.0.0\n").unwrap();
+    std::fs::set_permissions(
+        &version,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let known = unknown.replace(
+        "node_id = \"pillar-test\"\n",
+        &format!("node_id = \"pillar-test\"\nversion_command = [{version:?}]\n"),
+    );
+    let agent = Agent::start(&node, &known);
+    let ran = wait_until(Duration::from_secs(15), || node.runs().len() == 1).await;
+    assert!(ran, "{}", agent.log());
+    assert!(
+        agent
+            .log()
+            .contains("version_command: installed version 1.0.0"),
+        "{}",
+        agent.log()
+    );
+}
+
+/// Writes a journal just over `ROTATE_BYTES` in the documented format: the
+/// first run is `v1.2.3` with [`HASH`] (success), then failed runs of
+/// `v0.N.0` with long errors. Returns its length in bytes.
+fn write_full_journal(path: &Path) -> u64 {
+    use qube_agent::state::journal::ROTATE_BYTES;
+    use sha2::Digest;
+    let mut out: Vec<u8> = Vec::new();
+    let mut prev = [0u8; 32];
+    let mut seq = 1u64;
+    let long_error = "x".repeat(4000);
+    let mut i = 0u64;
+    while u64::try_from(out.len()).unwrap() <= ROTATE_BYTES + 8192 {
+        let version = if i == 0 {
+            "v1.2.3".to_owned()
+        } else {
+            format!("v0.{i}.0")
+        };
+        let started = serde_json::json!({"started": {"proposal": {
+            "action": "upgrade", "network": "hqz", "version": version, "hash": HASH},
+            "directive_ids": []}});
+        let outcome = if i == 0 {
+            serde_json::json!({"outcome": {"seq_started": seq, "status": "success"}})
+        } else {
+            serde_json::json!({"outcome": {"seq_started": seq, "status": "failure",
+                "error": long_error}})
+        };
+        for entry in [started, outcome] {
+            let line = serde_json::json!({"seq": seq, "prev": hex::encode(prev),
+                "at": 1_700_000_000u64, "entry": entry})
+            .to_string();
+            prev = sha2::Sha256::digest(line.as_bytes()).into();
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+            seq += 1;
+        }
+        i += 1;
+    }
+    std::fs::write(path, &out).unwrap();
+    u64::try_from(out.len()).unwrap()
+}
+
+/// A full journal rotates into a checkpoint before the next run, the full
+/// one kept beside it, and the checkpoint still refuses a proposal that
+/// ran before the rotation (anti-rollback off, so only the journal stands
+/// in the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_rotates_and_still_refuses_what_ran_before() {
+    let relay = start_relay(false).await;
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let node = Node::default();
+    let state = node.dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let full_len = write_full_journal(&state.join(qube_agent::state::JOURNAL_FILE));
+    let toml = node.config_toml(
+        &[&relay.url],
+        &voters,
+        2,
+        "[policy]\nallow_downgrade = true",
+        "",
+    );
+    let config = Config::from_toml_str(&toml).unwrap().0;
+    let agent = Agent::start(&node, &toml);
+    wait_deciding(&config, &agent).await;
+    let publisher = keys(9);
+    for g in &gov[..2] {
+        let d = directive().version("v2.0.0").created_at(now()).sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let ran = wait_until(Duration::from_secs(30), || node.runs().len() == 1).await;
+    assert!(ran, "{}", agent.log());
+
+    // The full journal is kept as it was; the new one verifies and starts
+    // with the checkpoint.
+    let kept: Vec<PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("journal-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::metadata(&kept[0]).unwrap().len(), full_len);
+    let journal = inspect(&state.join(qube_agent::state::JOURNAL_FILE)).unwrap();
+    assert!(matches!(journal.records[0].entry, Entry::Checkpoint { .. }));
+    assert!(journal.contains(
+        &directive()
+            .sign_directive(&gov[0], now())
+            .proposal()
+            .clone()
+    ));
+    let verify = agent_command(&node, &["journal", "--verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+
+    // v1.2.3 ran before the rotation: its new quorum is refused.
+    for (i, g) in gov[..2].iter().enumerate() {
+        let d = directive()
+            .version("v1.2.3")
+            .created_at(now() + 1 + u64::try_from(i).unwrap())
+            .sign(g);
+        assert!(publish(&relay.url, &d, &publisher).await.0);
+    }
+    let done = wait_until(Duration::from_secs(10), || {
+        status(&config).is_some_and(|s| {
+            s.proposals.iter().any(|p| {
+                p.proposal.version == "v1.2.3" && p.standing == "already_done" && p.votes == 2
+            })
+        })
+    })
+    .await;
+    assert!(done, "{}", agent.log());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(node.runs().len(), 1, "{:?}", node.runs());
 }

@@ -137,6 +137,7 @@ struct Setup {
 impl Setup {
     fn config(&self) -> QuorumConfig {
         QuorumConfig {
+            require_installed: false,
             voters: self.voters.iter().map(|&k| pubkey(k)).collect(),
             quorum: self.quorum,
             allow_downgrade: self.allow_downgrade,

@@ -118,6 +118,7 @@ const PAGES: &[&str] = &[
     "man/man1/qube-agent-status.1",
     "man/man1/qube-agent-journal.1",
     "man/man1/qube-agent-reset.1",
+    "man/man1/qube-agent-retry.1",
     "man/man5/qube-agent.toml.5",
 ];
 

@@ -183,6 +183,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
             .is_some_and(|c| c.policy().allow_downgrade());
         let engine = Engine::from_directives(
             QuorumConfig {
+                require_installed: false,
                 voters,
                 quorum,
                 allow_downgrade,

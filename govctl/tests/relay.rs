@@ -143,7 +143,7 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
     .unwrap();
     common::chmod(&hook, 0o755);
     let config = format!(
-        "network = \"hqz\"\nquorum = 1\nrelays = [\"{}\"]\nstate_dir = {:?}\n\
+        "network = \"hqz\"\nquorum = 1\nrelays = [\"{}\"]\nstate_dir = {:?}\ncurrent_version = \"v0.0.1\"\n\
          [[follows]]\nname = \"gov\"\nnpub = \"{gov_npub}\"\nrole = \"voter\"\n\
          [upgrade]\ncommand = [{:?}]\n",
         relay.url,

@@ -863,7 +863,8 @@ impl Node {
     }
 
     /// Config TOML for these relays and voters, plus `extra` lines in
-    /// `[upgrade]` and `top` lines at the top level.
+    /// `[upgrade]` and `top` lines at the top level; `current_version` is
+    /// v0.0.1 unless `top` sets it.
     pub fn config_toml(
         &self,
         relays: &[&str],
@@ -873,8 +874,14 @@ impl Node {
         upgrade_extra: &str,
     ) -> String {
         let relays: Vec<String> = relays.iter().map(|r| format!("{r:?}")).collect();
+        // A known installed version, without which upgrades are refused.
+        let installed = if top.contains("current_version") {
+            ""
+        } else {
+            "current_version = \"v0.0.1\"\n"
+        };
         let mut toml = format!(
-            "network = \"hqz\"\nquorum = {quorum}\nrelays = [{}]\nstate_dir = {:?}\nnode_id = \"pillar-test\"\nnode_key = {:?}\n{top}\n",
+            "network = \"hqz\"\nquorum = {quorum}\nrelays = [{}]\nstate_dir = {:?}\nnode_id = \"pillar-test\"\nnode_key = {:?}\n{installed}{top}\n",
             relays.join(", "),
             self.dir.path().join("state"),
             self.dir.path().join("node.key"),

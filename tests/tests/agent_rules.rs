@@ -810,7 +810,7 @@ async fn a_service_that_dies_in_the_health_window_is_rolled_back_and_journaled()
             qube_agent::state::journal::Entry::Outcome { error, steps, .. } => {
                 Some((error.clone(), steps.clone()))
             }
-            qube_agent::state::journal::Entry::Started { .. } => None,
+            _ => None,
         })
         .expect("no outcome in the journal");
     assert_eq!(outcome.0.as_deref(), Some("rolled back"));

@@ -22,6 +22,7 @@ impl Config {
             voters: self.voter_keys(),
             quorum: self.quorum(),
             allow_downgrade: self.policy().allow_downgrade(),
+            require_installed: true,
         }
     }
 

@@ -62,6 +62,8 @@ pub const MAX_FUTURE_SKEW_SECS: u64 = 86_400;
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 900;
 /// The largest accepted hook `timeout_secs`, in seconds (one day).
 pub const MAX_HOOK_TIMEOUT_SECS: u64 = 86_400;
+/// How long `version_command` may run, in seconds.
+pub const VERSION_COMMAND_TIMEOUT_SECS: u64 = 30;
 /// `reboot.deadline_grace_secs` when the file does not set it, in seconds:
 /// a reboot whose quorum is first reached after its `required_by` is
 /// refused (a node that comes up late never reboots with an old genesis).
@@ -112,6 +114,8 @@ pub struct Config {
     node_id: Option<String>,
     node_key: Option<NodeKeySource>,
     current_version: Option<Version>,
+    /// `version_command`: prints the installed version.
+    version_command: Option<Vec<String>>,
     d_tag: String,
     /// `metrics_file`: where the Prometheus text file goes.
     metrics_file: Option<PathBuf>,
@@ -426,6 +430,16 @@ impl Config {
     /// The configured anti-rollback floor, if any.
     pub fn current_version(&self) -> Option<&Version> {
         self.current_version.as_ref()
+    }
+
+    /// `version_command`: an argv (same rules as the hook argvs) whose
+    /// standard output, trimmed, is the installed version (SemVer, a
+    /// leading `v` allowed). The agent runs it at start, under
+    /// [`VERSION_COMMAND_TIMEOUT_SECS`]; its version joins
+    /// `current_version` and the recorded version (the highest counts).
+    /// Without a known installed version, upgrades are refused.
+    pub fn version_command(&self) -> Option<&[String]> {
+        self.version_command.as_deref()
     }
 
     /// The `d` tag directives must carry; default [`DEFAULT_D_TAG`].

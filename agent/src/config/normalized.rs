@@ -57,7 +57,12 @@ impl Config {
         if self.node_key.is_none() {
             notes.push("node_key: not set, state_dir/node.key");
         }
-        if self.current_version.is_none() {
+        if self.current_version.is_none() && self.version_command.is_none() {
+            notes.push(
+                "current_version, version_command: not set; upgrades are refused until an \
+                 upgrade is recorded in state_dir",
+            );
+        } else if self.current_version.is_none() {
             notes.push("current_version: not set");
         }
         if self.metrics_file.is_none() {
@@ -92,6 +97,8 @@ struct View<'a> {
     node_key: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     current_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_command: Option<&'a [String]>,
     d_tag: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_file: Option<Cow<'a, str>>,
@@ -190,6 +197,7 @@ impl<'a> View<'a> {
                 NodeKeySource::Env(var) => Cow::Owned(format!("env:{var}")),
             }),
             current_version: config.current_version.as_ref().map(|v| v.as_str()),
+            version_command: config.version_command.as_deref(),
             d_tag: &config.d_tag,
             metrics_file: config.metrics_file.as_ref().map(|p| p.to_string_lossy()),
             follows: config.follows.iter().map(FollowView::of).collect(),

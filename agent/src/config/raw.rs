@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) node_id: Option<Spanned<String>>,
     pub(super) node_key: Option<Spanned<String>>,
     pub(super) current_version: Option<Spanned<String>>,
+    pub(super) version_command: Option<Spanned<RawArgv>>,
     pub(super) d_tag: Option<Spanned<String>>,
     pub(super) metrics_file: Option<Spanned<String>>,
     #[serde(default)]

@@ -172,6 +172,10 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
         warnings.push(Warning::WeakQuorum { quorum, voters });
     }
 
+    let version_command = raw
+        .version_command
+        .map(|argv| src.argv("version_command", argv, &mut warnings))
+        .transpose()?;
     let upgrade = raw
         .upgrade
         .map(|hook| src.hook("upgrade", hook, &mut warnings))
@@ -281,6 +285,7 @@ pub(super) fn from_toml_str(text: &str) -> Result<(Config, Vec<Warning>), Config
             node_id,
             node_key,
             current_version,
+            version_command,
             d_tag,
             metrics_file,
             follows,

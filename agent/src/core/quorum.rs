@@ -40,6 +40,11 @@ pub struct QuorumConfig {
     /// Let an upgrade run that is not newer than the installed version
     /// (turns off anti-rollback).
     pub allow_downgrade: bool,
+    /// Refuse every upgrade while the installed version is unknown
+    /// ([`Standing::InstalledUnknown`]): the agent sets it, so that a
+    /// fresh node never acts on the fleet's newest directive whatever it
+    /// runs; a fleet view (govctl) that knows no node's version does not.
+    pub require_installed: bool,
 }
 
 /// A configuration the engine refuses (`docs/PROTOCOL.md` section 5.7).
@@ -119,7 +124,8 @@ pub enum Offer {
 /// Where a proposal stands, as listed by [`Engine::tally`].
 ///
 /// Reasons for not being eligible are reported in this priority: invalid
-/// version, already done, not newer than installed, below quorum.
+/// version, already done, not newer than installed, below quorum,
+/// installed version unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Standing {
@@ -150,6 +156,10 @@ pub enum Standing {
     /// The version is not SemVer (impossible for a proposal from a
     /// [`Directive`]).
     InvalidVersion,
+    /// An upgrade with its quorum, refused because the installed version
+    /// is unknown ([`QuorumConfig::require_installed`]): set
+    /// `current_version` or `version_command`.
+    InstalledUnknown,
 }
 
 impl Standing {
@@ -179,6 +189,9 @@ impl fmt::Display for Standing {
                 "not newer than the installed version {installed} (anti-rollback)"
             ),
             Standing::InvalidVersion => f.write_str("version is not a semantic version"),
+            Standing::InstalledUnknown => f.write_str(
+                "refused: the installed version is unknown (set current_version or version_command)",
+            ),
         }
     }
 }
@@ -462,6 +475,12 @@ impl Engine {
                 quorum: self.config.quorum,
             };
         }
+        if proposal.action == Action::Upgrade
+            && installed.is_none()
+            && self.config.require_installed
+        {
+            return Standing::InstalledUnknown;
+        }
         Standing::Runs
     }
 }
@@ -497,6 +516,7 @@ mod tests {
 
     fn config(voters: &[u8], quorum: usize) -> QuorumConfig {
         QuorumConfig {
+            require_installed: false,
             voters: voters.iter().map(|&n| pk(n)).collect(),
             quorum,
             allow_downgrade: false,

@@ -11,7 +11,7 @@ use super::spawn::ToWorker;
 use super::{Monitor, MonitorError, Running};
 use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
-use crate::core::quorum::Decision;
+use crate::core::quorum::{Decision, Standing};
 use crate::ipc::MonitorMessage;
 use crate::state::journal::{Entry, Journal, StepRecord};
 
@@ -24,6 +24,9 @@ impl Monitor {
             return Ok(());
         }
         let decision = self.decide();
+        if self.installed.is_none() {
+            self.announce_installed_unknown();
+        }
         if !matches!(&decision, Decision::Run { proposal, .. } if proposal.required_by.is_some()) {
             self.unschedule("its quorum no longer holds or another proposal wins");
         }
@@ -64,17 +67,48 @@ impl Monitor {
         }
     }
 
+    /// Logs once per proposal an upgrade whose quorum holds but which is
+    /// refused because the installed version is unknown.
+    fn announce_installed_unknown(&mut self) {
+        let refused: Vec<Proposal> = self
+            .engine
+            .tally(crate::now(), None, &|p: &Proposal| self.already_done(p))
+            .into_iter()
+            .filter(|s| s.standing == Standing::InstalledUnknown)
+            .map(|s| s.proposal)
+            .collect();
+        for proposal in refused {
+            if self
+                .announced
+                .insert(format!("installed unknown: {proposal}"))
+            {
+                error!(
+                    "{proposal}: quorum reached, but upgrades are refused while the installed \
+                     version is unknown: set current_version or version_command in the config"
+                );
+            }
+        }
+    }
+
     /// The quorum engine's decision now (`docs/PROTOCOL.md` section 5),
     /// with the journal (or, in a dry run, the records read at start)
     /// saying what already ran.
     pub(super) fn decide(&self) -> Decision {
-        let (journal, journaled) = (&self.journal, &self.journaled);
         self.engine
             .decide(crate::now(), self.installed.as_ref(), &|p: &Proposal| {
-                journal
-                    .as_ref()
-                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
+                self.already_done(p)
             })
+    }
+
+    /// Whether the journal (or, in a dry run, the journal as read at
+    /// start) says `proposal` must not run: it started, or is in the
+    /// checkpoint, and no retry allows one more run.
+    pub(super) fn already_done(&self, proposal: &Proposal) -> bool {
+        match (&self.journal, &self.journaled) {
+            (Some(journal), _) => journal.contains(proposal),
+            (None, Some(read)) => read.contains(proposal),
+            (None, None) => false,
+        }
     }
 
     /// Makes the `started` record of `proposal`, with the ids and authors
@@ -88,11 +122,11 @@ impl Monitor {
         let Some(journal) = self.journal.as_mut() else {
             return Ok(None);
         };
-        let seq = journal.append_started_with_voters(
-            proposal,
-            &Ack::sources(directives),
-            crate::now(),
-        )?;
+        let now = crate::now();
+        if let Some(kept) = journal.rotate_if_full(now)? {
+            info!("the full journal was kept as {}", kept.display());
+        }
+        let seq = journal.append_started_with_voters(proposal, &Ack::sources(directives), now)?;
         Ok(Some(seq))
     }
 

@@ -558,6 +558,30 @@ async fn verify_artifact(template: &ArtifactTemplate, proposal: &Proposal) -> Re
     }
 }
 
+/// Runs `version_command` (`argv`, under the execution contract of
+/// [`run_step`] with no `QUBE_*` variables, at most `timeout`) and reads
+/// the installed version from its standard output: the whole output,
+/// trimmed, must be a semantic version (a leading `v` allowed).
+///
+/// # Errors
+/// Why no version was read, for the log: the step's error (`exit status
+/// N`, `timeout after N s`, ...), or `output is not a version: "..."`
+/// (escaped, cut at 80 characters).
+pub async fn installed_version(
+    argv: &[String],
+    timeout: Duration,
+) -> Result<semver::Version, String> {
+    let step = run_step(argv, &ExecEnv::from_vars(Vec::new()), timeout).await;
+    if let Some(e) = step.error() {
+        return Err(e);
+    }
+    let text = String::from_utf8_lossy(&step.stdout);
+    let text = text.trim();
+    crate::core::version::Version::parse(text)
+        .map(crate::core::version::Version::into_semver)
+        .map_err(|_| format!("output is not a version: \"{}\"", printable(text, 80)))
+}
+
 // ---------------------------------------------------------------------------
 // A whole hook section
 // ---------------------------------------------------------------------------

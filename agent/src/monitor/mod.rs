@@ -28,6 +28,7 @@ mod metrics;
 pub(crate) mod requests;
 mod reset;
 mod resolve;
+mod retry;
 mod schedule;
 mod spawn;
 mod systemd;
@@ -41,6 +42,7 @@ use tracing::{debug, error, info, warn};
 use self::requests::{Permits, Phase, Request, Violation};
 pub use self::reset::{reset, MAX_REASON_CHARS};
 use self::resolve::Resolutions;
+pub use self::retry::retry;
 pub use self::spawn::WorkerMode;
 use self::spawn::{restart_delay, spawn_worker, ToWorker};
 use self::telemetry::Telemetry;
@@ -54,7 +56,7 @@ use crate::core::text::printable as escape;
 use crate::ipc::{
     Enforcement, IpcError, MonitorMessage, RelayCounters, RelayTarget, StartParams, WorkerMessage,
 };
-use crate::state::journal::{Entry, Journal};
+use crate::state::journal::Journal;
 use crate::state::{Delivery, Outbox, StateDir};
 
 pub use crate::state::RUNTIME_FILE;
@@ -149,6 +151,8 @@ pub enum MonitorError {
     JournalMissing(std::path::PathBuf),
     /// `reset` was asked for a state directory that has a journal.
     JournalExists(std::path::PathBuf),
+    /// `retry` could not tell which proposal was meant.
+    Retry(String),
 }
 
 impl std::fmt::Display for MonitorError {
@@ -168,6 +172,7 @@ impl std::fmt::Display for MonitorError {
                  marks every proposal of the saved directives as never to run on this node",
                 path.display()
             ),
+            MonitorError::Retry(why) => f.write_str(why),
             MonitorError::JournalExists(path) => write!(
                 f,
                 "the journal {} exists: reset only starts a journal that is missing (it never \
@@ -202,9 +207,9 @@ struct Monitor {
     engine: Engine,
     /// The journal; `None` in a dry run, which must not write it.
     journal: Option<Journal>,
-    /// Proposals the journal says started: consulted instead of the journal
-    /// in a dry run.
-    journaled: HashSet<Proposal>,
+    /// The journal as read at start: consulted instead of the journal in a
+    /// dry run.
+    journaled: Option<crate::state::journal::Inspection>,
     outbox: Outbox,
     installed: Option<semver::Version>,
     /// Proposals announced in dry-run mode or as conflicts, so each is logged
@@ -295,20 +300,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     // creates it and repairs a torn tail).
     let (journal, journaled) = if options.dry_run {
         let inspection = crate::state::journal::inspect(&state.journal_path())?;
-        let started = inspection
-            .records
-            .into_iter()
-            .filter_map(|r| match r.entry {
-                Entry::Started { proposal, .. } => Some(proposal),
-                Entry::Outcome { .. } => None,
-            })
-            .collect();
-        (None, started)
+        (None, Some(inspection))
     } else {
-        (Some(Journal::open(state.journal_path())?), HashSet::new())
+        (Some(Journal::open(state.journal_path())?), None)
     };
     let outbox = state.outbox()?;
-    let installed = installed_version(&config, &state)?;
+    let installed = installed_version(&config, &state).await?;
     info!(
         "node {node_id} ({}), {} voters, quorum {}, installed {}{}",
         crate::core::nip19::encode_npub(&keys.public_key()),
@@ -389,14 +386,50 @@ pub fn run_process(config: Config, options: RunOptions) -> std::process::ExitCod
     }
 }
 
-/// The installed version: the higher of `current_version` in the config
-/// and the version recorded after the last successful upgrade.
-fn installed_version(
+/// The installed version: the highest of `current_version` in the config,
+/// the version recorded after the last successful upgrade, and what
+/// `version_command` prints (run now; when it fails, the reason is logged
+/// and the others count). `None` when none is known: upgrades are then
+/// refused (`docs/PROTOCOL.md` section 5.4).
+async fn installed_version(
     config: &Config,
     state: &StateDir,
 ) -> Result<Option<semver::Version>, MonitorError> {
     let recorded = state.installed_version()?;
-    Ok(config.effective_installed(recorded.as_deref()))
+    let known = config.effective_installed(recorded.as_deref());
+    let Some(argv) = config.version_command() else {
+        if known.is_none()
+            && config
+                .hook(crate::core::directive::Action::Upgrade)
+                .is_some()
+        {
+            warn!(
+                "the installed version is unknown: upgrades are refused until current_version \
+                 or version_command is set in the config (or an upgrade is recorded)"
+            );
+        }
+        return Ok(known);
+    };
+    let timeout = Duration::from_secs(crate::config::VERSION_COMMAND_TIMEOUT_SECS);
+    match exec::installed_version(argv, timeout).await {
+        Ok(v) => {
+            info!("version_command: installed version {v}");
+            Ok(Some(match known {
+                Some(k) if k.cmp_precedence(&v).is_ge() => k,
+                _ => v,
+            }))
+        }
+        Err(e) => {
+            error!(
+                "version_command failed: {e}; {}",
+                known.as_ref().map_or_else(
+                    || "the installed version is unknown, so upgrades are refused".to_owned(),
+                    |k| format!("going on with {k} (current_version or the recorded version)")
+                )
+            );
+            Ok(known)
+        }
+    }
 }
 
 impl Monitor {

@@ -183,13 +183,10 @@ impl Monitor {
     /// What the metrics show now.
     fn snapshot(&self) -> Snapshot {
         let now = crate::now();
-        let (journal, journaled) = (&self.journal, &self.journaled);
         let votes = self
             .engine
             .tally(now, self.installed.as_ref(), &|p: &Proposal| {
-                journal
-                    .as_ref()
-                    .map_or_else(|| journaled.contains(p), |j| j.contains(p))
+                self.already_done(p)
             })
             .into_iter()
             .map(|s| (s.proposal, s.voters.len()))

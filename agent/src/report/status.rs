@@ -1,7 +1,6 @@
 //! The `status` report: its views, how it is built from the config and the
 //! state, and its text (the JSON shape is in the [`crate::report`] docs).
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
@@ -16,7 +15,6 @@ use crate::config::{Config, Warning};
 use crate::core::directive::{Directive, Proposal};
 use crate::core::nip19::encode_npub;
 use crate::core::quorum::{Engine, Standing};
-use crate::state::journal::Entry;
 use crate::state::{OutboxEntry, StateDir};
 
 /// How many of the last journal records `status` shows.
@@ -176,6 +174,9 @@ pub struct StatusReport {
     pub outbox: Vec<OutboxView>,
     /// The journal's verdict and its last records.
     pub journal: JournalView,
+    /// Proposals the operator allowed one more run of (`qube-agent retry`)
+    /// that has not happened yet.
+    pub retries_allowed: Vec<Proposal>,
     /// Warnings, as sentences.
     pub warnings: Vec<String>,
     /// What the running (or last) agent recorded about its worker, from
@@ -354,6 +355,12 @@ fn standing_parts(standing: &Standing) -> (&'static str, String, Option<String>)
             "version is not a semantic version".to_owned(),
             None,
         ),
+        Standing::InstalledUnknown => (
+            "installed_unknown",
+            "refused: the installed version is unknown (set current_version or version_command)"
+                .to_owned(),
+            None,
+        ),
     }
 }
 
@@ -428,15 +435,7 @@ pub fn status(
                 .to_owned(),
         );
     }
-    let done: BTreeSet<&Proposal> = journal
-        .records()
-        .iter()
-        .filter_map(|r| match &r.entry {
-            Entry::Started { proposal, .. } => Some(proposal),
-            Entry::Outcome { .. } => None,
-        })
-        .collect();
-    let tally = engine.tally(now, installed.as_ref(), &|p: &Proposal| done.contains(p));
+    let tally = engine.tally(now, installed.as_ref(), &|p: &Proposal| journal.contains(p));
 
     // Voter names in config order.
     let names_of = |pubkeys: &[[u8; 32]]| {
@@ -520,6 +519,7 @@ pub fn status(
             .map(|e| outbox_view(e, now))
             .collect(),
         journal: journal.view(Some(STATUS_JOURNAL_RECORDS)),
+        retries_allowed: journal.retries_allowed(),
         warnings: notes,
         runtime: runtime_view(config.state_dir()),
     })
@@ -748,6 +748,13 @@ impl fmt::Display for StatusReport {
             write_record(f, r)?;
         }
         writeln!(f, "chain: {}", j.verdict)?;
+        for p in &self.retries_allowed {
+            writeln!(
+                f,
+                "retry:       one more run allowed (qube-agent retry) for {}",
+                ShowProposal(p)
+            )?;
+        }
 
         if !self.warnings.is_empty() {
             writeln!(f, "\nwarnings:")?;

@@ -127,7 +127,7 @@ async fn demo() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     let mut config = format!(
-        "network = \"hqz\"\nquorum = 2\nrelays = [\"{}\"]\nstate_dir = \"{}\"\nnode_id = \"demo-pillar\"\n",
+        "network = \"hqz\"\nquorum = 2\nrelays = [\"{}\"]\nstate_dir = \"{}\"\nnode_id = \"demo-pillar\"\ncurrent_version = \"v1.0.0\"\n",
         relay.url,
         dir.path().join("state").display()
     );

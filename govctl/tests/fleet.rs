@@ -1,0 +1,168 @@
+//! A fleet: three agents on two relays, one of them with a failing health
+//! check (`docs/PROTOCOL.md` section 12). Each node runs the upgrade once
+//! and acknowledges how it went, and `govctl status` lists all three acks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start_relay, Env};
+
+#[test]
+fn three_nodes_on_two_relays_ack_and_govctl_status_lists_them() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = rt.block_on(async { (start_relay(false).await, start_relay(false).await) });
+    let env = Env::new();
+    let voters: Vec<(String, String)> = ["ann", "ben", "cid"]
+        .iter()
+        .map(|n| ((*n).to_owned(), env.keygen(n)))
+        .collect();
+    let pairs: Vec<(&str, &str)> = voters
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_str()))
+        .collect();
+    let both = format!("relays = [\"{}\", \"{}\"]", a.url, b.url);
+    let fleet =
+        common::config_toml(&a.url, &pairs, 2).replace(&format!("relays = [\"{}\"]", a.url), &both);
+    std::fs::write(env.path("fleet.toml"), &fleet).unwrap();
+
+    // pillar-0 reads relay A, pillar-1 relay B, pillar-2 both and has a
+    // health check that fails (no rollback).
+    let relays_of = [
+        format!("\"{}\"", a.url),
+        format!("\"{}\"", b.url),
+        format!("\"{}\", \"{}\"", a.url, b.url),
+    ];
+    let mut agents = Vec::new();
+    let mut markers = Vec::new();
+    for (i, relays) in relays_of.iter().enumerate() {
+        let dir = env.path(&format!("node{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let marker = dir.join("hook-ran");
+        let hook = dir.join("hook.sh");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        common::chmod(&hook, 0o755);
+        let health = if i == 2 {
+            "\n[upgrade.health]\ncommand = [\"/bin/false\"]\nsettle_secs = 0\nwindow_secs = 0\n"
+        } else {
+            ""
+        };
+        let mut toml = format!(
+            "network = \"hqz\"\nquorum = 2\nrelays = [{relays}]\nstate_dir = {:?}\n\
+             node_id = \"pillar-{i}\"\ncurrent_version = \"v1.0.0\"\n",
+            dir.join("state")
+        );
+        for (name, npub) in &pairs {
+            toml.push_str(&format!(
+                "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "\n[upgrade]\ncommand = [{hook:?}]\ntimeout_secs = 10\n{health}"
+        ));
+        let config = qube_agent::config::Config::from_toml_str(&toml)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+            .0;
+        let _runtime = rt.enter();
+        agents.push(qube_e2e::start_agent_in_process(config));
+        markers.push(marker);
+    }
+
+    // ann and ben sign the same upgrade and publish it to both relays.
+    for name in ["ann", "ben"] {
+        common::assert_ok(
+            &env.run(&[
+                "propose",
+                "upgrade",
+                "--version",
+                "v1.2.3",
+                "--network",
+                "hqz",
+                "--hash",
+                common::HASH,
+                "--name",
+                name,
+                "--passphrase-file",
+                "pass",
+                "--relay",
+                &a.url,
+                "--relay",
+                &b.url,
+            ]),
+            &["propose", name],
+        );
+    }
+
+    // Every node runs the hook once and acknowledges; govctl sees all three.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let json = env.ok(&[
+            "status",
+            "--config",
+            "fleet.toml",
+            "--json",
+            "--timeout",
+            "5",
+        ]);
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+        if report["acks"].as_array().is_some_and(|a| a.len() == 3) {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "not three acks: {json}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for marker in &markers {
+        let runs = std::fs::read_to_string(marker).unwrap();
+        assert_eq!(runs, "v1.2.3\n", "{}", marker.display());
+    }
+    let mut acks: Vec<(String, String, Option<String>)> = report["acks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!(a["version"], "v1.2.3");
+            (
+                a["node_id"].as_str().unwrap().to_owned(),
+                a["status"].as_str().unwrap().to_owned(),
+                a["error"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    acks.sort();
+    assert_eq!(
+        acks,
+        [
+            ("pillar-0".to_owned(), "success".to_owned(), None),
+            ("pillar-1".to_owned(), "success".to_owned(), None),
+            (
+                "pillar-2".to_owned(),
+                "failure".to_owned(),
+                Some("health check failed: exit status 1".to_owned())
+            ),
+        ]
+    );
+    let text = env.ok(&["status", "--config", "fleet.toml", "--timeout", "5"]);
+    for node in ["pillar-0", "pillar-1", "pillar-2"] {
+        assert!(text.contains(node), "{text}");
+    }
+    for agent in agents {
+        agent.abort();
+    }
+}
