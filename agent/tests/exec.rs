@@ -42,6 +42,8 @@ fn upgrade(version: &str, hash: &str) -> Proposal {
         hash: hash.into(),
         genesis_url: None,
         required_by: None,
+        rollout: None,
+        nodes: Vec::new(),
     }
 }
 
@@ -53,6 +55,8 @@ fn reboot() -> Proposal {
         hash: sha256_hex(b"x").to_uppercase(),
         genesis_url: Some("https://g.example/genesis.json".into()),
         required_by: Some(1_700_003_600),
+        rollout: None,
+        nodes: Vec::new(),
     }
 }
 

@@ -1083,3 +1083,169 @@ async fn a_full_journal_rotates_and_still_refuses_what_ran_before() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(node.runs().len(), 1, "{:?}", node.runs());
 }
+
+/// Staged rollout (`docs/PROTOCOL.md` section 5.8): three agents on two
+/// relays. A 10 % wave that also names node 2 runs on node 2 and on the
+/// nodes its hash selects (the set is computed here with the same rule:
+/// node 0, at position 6), and nowhere else; the others say "not in wave"
+/// in `status`. Then the same
+/// upgrade for everyone runs on the rest and not again where the wave ran
+/// (anti-rollback off, so only the journal's "done in another wave" stands
+/// in the way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_wave_runs_only_where_it_selects_then_the_full_wave_on_the_rest() {
+    let (a, b) = (start_relay(false).await, start_relay(false).await);
+    let gov = [keys(1), keys(2), keys(3)];
+    let voters: Vec<&Keys> = gov.iter().collect();
+    let nodes: Vec<Node> = (0..3u8).map(|i| Node::numbered("", 50 + i)).collect();
+    let relays_of: [Vec<&str>; 3] = [vec![&a.url], vec![&b.url], vec![&a.url, &b.url]];
+    let mut agents = Vec::new();
+    let mut configs = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        // Node 1 also sends heartbeats, to relay B.
+        let top = if i == 1 {
+            format!(
+                "[heartbeat]\nrelays = [{:?}]\n\n[policy]\nallow_downgrade = true",
+                b.url
+            )
+        } else {
+            "[policy]\nallow_downgrade = true".to_owned()
+        };
+        let toml = node
+            .config_toml(&relays_of[i], &voters, 2, &top, "")
+            .replace(
+                "node_id = \"pillar-test\"",
+                &format!("node_id = \"pillar-{i}\""),
+            );
+        configs.push(Config::from_toml_str(&toml).unwrap().0);
+        agents.push(Agent::start(node, &toml));
+    }
+    for (config, agent) in configs.iter().zip(&agents) {
+        wait_deciding(config, agent).await;
+    }
+    let logs = || {
+        agents
+            .iter()
+            .map(Agent::log)
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
+    let named = hex::encode(nodes[2].node_keys.public_key());
+    let wave = |created_at: u64| {
+        directive()
+            .created_at(created_at)
+            .push_tag("crit", &["rollout", "node"])
+            .push_tag("rollout", &["10"])
+            .push_tag("node", &[&named])
+    };
+    let proposal = wave(now())
+        .sign_directive(&gov[0], now())
+        .proposal()
+        .clone();
+    let in_wave: Vec<bool> = nodes
+        .iter()
+        .map(|n| proposal.in_wave(&n.node_keys.public_key()))
+        .collect();
+    assert_eq!(
+        in_wave,
+        [true, false, true],
+        "node 0 by its hash, node 2 named"
+    );
+    eprintln!(
+        "wave of {proposal}: positions {:?}, in wave {in_wave:?}",
+        nodes
+            .iter()
+            .map(|n| proposal.wave_position(&n.node_keys.public_key()))
+            .collect::<Vec<_>>()
+    );
+    let publisher = keys(9);
+    let t = now();
+    for g in &gov[..2] {
+        let d = wave(t).sign(g);
+        for relay in [&a.url, &b.url] {
+            assert!(publish(relay, &d, &publisher).await.0);
+        }
+    }
+    let ran = wait_until(Duration::from_secs(15), || {
+        nodes
+            .iter()
+            .zip(&in_wave)
+            .all(|(n, &inside)| !inside || n.runs().len() == 1)
+    })
+    .await;
+    assert!(ran, "the wave did not run:\n{}", logs());
+    let outside_said_so = wait_until(Duration::from_secs(5), || {
+        configs.iter().zip(&in_wave).all(|(c, &inside)| {
+            inside
+                || status(c).is_some_and(|s| {
+                    s.proposals
+                        .iter()
+                        .any(|p| p.proposal == proposal && p.standing == "not_in_wave")
+                })
+        })
+    })
+    .await;
+    assert!(outside_said_so, "{}", logs());
+    // ... and in its heartbeat.
+    let heartbeat_says = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let filter = qube_agent::Filter {
+                kinds: vec![30078],
+                authors: vec![nodes[1].node_keys.public_key()],
+                ..qube_agent::Filter::default()
+            };
+            let beats = fetch_stored(&b.url, filter, Duration::from_secs(5)).await;
+            let outside = beats.iter().find_map(|e| {
+                let v: serde_json::Value = serde_json::from_str(&e.content).ok()?;
+                let first = v["outside_wave"].get(0)?.clone();
+                Some(first)
+            });
+            if let Some(first) = outside {
+                return Some(first);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    };
+    let first = heartbeat_says.await.unwrap_or_else(|| panic!("{}", logs()));
+    assert_eq!(first["version"], "v1.2.3");
+    assert_eq!(first["rollout"], 10);
+    assert_eq!(
+        first["position"],
+        proposal.wave_position(&nodes[1].node_keys.public_key())
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (node, &inside) in nodes.iter().zip(&in_wave) {
+        assert_eq!(node.runs().len(), usize::from(inside), "{:?}", node.runs());
+    }
+
+    // The same upgrade for every node.
+    for g in &gov[..2] {
+        let d = directive().created_at(t + 1).sign(g);
+        for relay in [&a.url, &b.url] {
+            assert!(publish(relay, &d, &publisher).await.0);
+        }
+    }
+    let rest = wait_until(Duration::from_secs(15), || {
+        nodes.iter().all(|n| n.runs().len() == 1)
+    })
+    .await;
+    assert!(rest, "the full wave did not reach the rest:\n{}", logs());
+    let wider_refused = wait_until(Duration::from_secs(5), || {
+        configs.iter().zip(&in_wave).all(|(c, &inside)| {
+            !inside
+                || status(c).is_some_and(|s| {
+                    s.proposals.iter().any(|p| {
+                        p.proposal == proposal.without_wave() && p.standing == "already_done"
+                    })
+                })
+        })
+    })
+    .await;
+    assert!(wider_refused, "{}", logs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for node in &nodes {
+        assert_eq!(node.runs().len(), 1, "{:?}", node.runs());
+    }
+}

@@ -138,6 +138,7 @@ impl Setup {
     fn config(&self) -> QuorumConfig {
         QuorumConfig {
             require_installed: false,
+            node: None,
             voters: self.voters.iter().map(|&k| pubkey(k)).collect(),
             quorum: self.quorum,
             allow_downgrade: self.allow_downgrade,

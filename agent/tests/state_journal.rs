@@ -50,6 +50,8 @@ fn proposal(version: &str) -> Proposal {
         hash: HASH.into(),
         genesis_url: None,
         required_by: None,
+        rollout: None,
+        nodes: Vec::new(),
     }
 }
 
@@ -61,6 +63,8 @@ fn reboot_proposal() -> Proposal {
         hash: HASH.into(),
         genesis_url: Some("https://g.example/genesis.json".into()),
         required_by: Some(NOW + 3600),
+        rollout: None,
+        nodes: Vec::new(),
     }
 }
 

@@ -245,6 +245,15 @@ pub struct ProposeArgs {
     /// Sign a directive that never expires: it counts until you sign a newer one (warns).
     #[arg(long, conflicts_with = "expires_in")]
     pub no_expiry: bool,
+    /// Staged rollout: only this percentage of nodes acts, picked by a hash of each node's key and
+    /// the proposal (docs/PROTOCOL.md section 5.8); 1 to 100. Votes for different waves never add
+    /// up. Written with a `crit` tag, so an agent that does not know waves refuses to count it.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub rollout: Option<u8>,
+    /// Staged rollout: a node that acts whatever its hash (npub or hex; repeatable). Without
+    /// --rollout, only the named nodes act.
+    #[arg(long, value_name = "NPUB")]
+    pub node: Vec<String>,
     /// Human-readable sentence [default: one describing the directive].
     #[arg(long, value_name = "TEXT")]
     pub content: Option<String>,

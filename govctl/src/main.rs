@@ -184,6 +184,11 @@ fn propose_cmd(
         Some((url, t)) => (Some(url), Some(t)),
         None => (None, None),
     };
+    let nodes = a
+        .node
+        .iter()
+        .map(|n| config_edit::parse_public_key(n))
+        .collect::<Result<Vec<_>>>()?;
     let spec = propose::Spec {
         action,
         version: a.version.clone(),
@@ -192,6 +197,8 @@ fn propose_cmd(
         genesis_url,
         required_by,
         expiration,
+        rollout: a.rollout,
+        nodes,
         content: a.content.clone(),
         d_tag: a.d_tag.clone(),
     };

@@ -44,6 +44,10 @@ pub struct Spec {
     pub required_by: Option<u64>,
     /// NIP-40 expiration, unix seconds.
     pub expiration: Option<u64>,
+    /// Staged rollout: the percentage of nodes in the wave, 1 to 100.
+    pub rollout: Option<u8>,
+    /// Staged rollout: nodes named in the wave (32-byte pubkeys).
+    pub nodes: Vec<[u8; 32]>,
     /// Content; a sentence is made up when `None`.
     pub content: Option<String>,
     /// `d` tag.
@@ -96,6 +100,25 @@ pub fn build(spec: &Spec, created_at: u64) -> UnsignedEvent {
     }
     if let Some(t) = spec.expiration {
         tags.push(vec!["expiration".to_owned(), t.to_string()]);
+    }
+    // Wave tags narrow who acts: always named in `crit`, so an agent that
+    // does not know them refuses the directive instead of acting
+    // everywhere (docs/PROTOCOL.md section 3).
+    let mut critical = vec!["crit".to_owned()];
+    if spec.rollout.is_some() {
+        critical.push("rollout".to_owned());
+    }
+    if !spec.nodes.is_empty() {
+        critical.push("node".to_owned());
+    }
+    if critical.len() > 1 {
+        tags.push(critical);
+    }
+    if let Some(percent) = spec.rollout {
+        tags.push(vec!["rollout".to_owned(), percent.to_string()]);
+    }
+    for node in &spec.nodes {
+        tags.push(vec!["node".to_owned(), hex::encode(node)]);
     }
     let content = spec
         .content

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use qube_agent::config::{Config, Role};
 use qube_agent::core::ack::ACK_KIND;
-use qube_agent::core::admit::{admit, Authors};
+use qube_agent::core::admit::{admit, Authors, Rejection};
 use qube_agent::core::directive::{Directive, Proposal, DIRECTIVE_KIND};
 
 use qube_agent::core::quorum::{Decision, Engine, QuorumConfig};
@@ -33,7 +33,9 @@ use crate::error::{CliError, Result};
 use crate::propose::rules;
 use crate::relays;
 use crate::show::printable;
-use crate::status_report::{AckRow, DirectiveRow, ProposalRow, RelayRow, Report};
+use crate::status_report::{
+    AckRow, DirectiveRow, ProposalRow, RefusedRow, RelayRow, Report, MAX_REFUSED_SHOWN,
+};
 
 /// Settings of `govctl status`.
 pub struct StatusArgs<'a> {
@@ -124,13 +126,28 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
     } else {
         Authors::Any
     };
+    let mut refused = Vec::new();
     for event in events {
+        let (id, author) = (event.id_hex(), event.pubkey);
         match admit(event, &rules, authors, now) {
             Ok(d) if current.get(d.author()).is_none_or(|c| d.supersedes(c)) => {
                 current.insert(*d.author(), d);
             }
             Ok(_) => {}
-            Err(_) => ignored += 1,
+            Err(why) => {
+                ignored += 1;
+                // A follow's directive the agent would not count: say why.
+                if let Rejection::Rules(rule) = why {
+                    if refused.len() < MAX_REFUSED_SHOWN {
+                        refused.push(RefusedRow {
+                            id,
+                            author,
+                            name: follows.get(&author).map(|(name, _)| name.clone()),
+                            reason: rule.to_string(),
+                        });
+                    }
+                }
+            }
         }
     }
     let voters: BTreeSet<[u8; 32]> = match &config {
@@ -151,6 +168,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
         from_config: config.is_some(),
         relays: relay_rows,
         ignored_events: ignored,
+        refused,
         directives: current
             .values()
             .map(|d| DirectiveRow {
@@ -184,6 +202,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
         let engine = Engine::from_directives(
             QuorumConfig {
                 require_installed: false,
+                node: None,
                 voters,
                 quorum,
                 allow_downgrade,

@@ -72,6 +72,22 @@ pub struct AckRow {
     pub created_at: u64,
 }
 
+/// Most refused directives `status` lists.
+pub const MAX_REFUSED_SHOWN: usize = 50;
+
+/// A directive from a follow (or, without a config, any author) that the
+/// agent would not count, and why.
+pub struct RefusedRow {
+    /// Event id, hex.
+    pub id: String,
+    /// Its author.
+    pub author: [u8; 32],
+    /// The follow's name, with a config.
+    pub name: Option<String>,
+    /// The rule it breaks (`DirectiveError`'s sentence).
+    pub reason: String,
+}
+
 /// Everything `govctl status` reports.
 pub struct Report {
     /// Network id.
@@ -88,6 +104,9 @@ pub struct Report {
     pub relays: Vec<RelayRow>,
     /// Events dropped: not a directive that counts, or not from a follow.
     pub ignored_events: usize,
+    /// Of those, the ones from follows refused by a directive rule (at
+    /// most [`MAX_REFUSED_SHOWN`]), with the reason.
+    pub refused: Vec<RefusedRow>,
     /// Current directives, by author.
     pub directives: Vec<DirectiveRow>,
     /// Follows (name, role) with no directive.
@@ -108,6 +127,8 @@ fn proposal_json(p: &Proposal) -> Value {
         "network": p.network,
         "genesis_url": p.genesis_url,
         "required_by": p.required_by,
+        "rollout": p.rollout,
+        "nodes": p.nodes,
     })
 }
 
@@ -159,6 +180,9 @@ impl Report {
                 "url": r.url, "answered": r.answered, "error": r.error,
             })).collect::<Vec<_>>(),
             "ignored_events": self.ignored_events,
+            "refused": self.refused.iter().map(|r| json!({
+                "id": r.id, "author": npub(&r.author), "name": r.name, "reason": r.reason,
+            })).collect::<Vec<_>>(),
             "directives": self.directives.iter().map(|d| json!({
                 "author": npub(&d.author),
                 "name": d.name,
@@ -233,6 +257,14 @@ impl Report {
             println!(
                 "  ({} event(s) ignored: not a directive that counts here)",
                 self.ignored_events
+            );
+        }
+        for r in &self.refused {
+            println!(
+                "  refused: {} {}: {}",
+                printable(r.name.as_deref().unwrap_or(&short_npub(&r.author)), 64),
+                r.id.get(..12).unwrap_or(&r.id),
+                printable(&r.reason, 200)
             );
         }
         let Some(decision) = &self.decision else {

@@ -166,3 +166,137 @@ fn three_nodes_on_two_relays_ack_and_govctl_status_lists_them() {
         agent.abort();
     }
 }
+
+/// Critical tags (`docs/PROTOCOL.md` section 3): a directive whose `crit`
+/// names a tag the agent does not implement is not counted, and `status`
+/// says why; one whose `crit` names `rollout`, with a `rollout` tag, is
+/// counted as its own proposal. `propose --rollout --node` always writes
+/// the `crit` tag, and the result verifies.
+#[test]
+fn critical_tags_are_honoured_and_propose_writes_them() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let ann = env.keygen("ann");
+    let (eve, fay) = (qube_e2e::keys(7), qube_e2e::keys(8));
+    let npub = |k: &qube_agent::Keys| qube_agent::core::nip19::encode_npub(&k.public_key());
+    let (eve_npub, fay_npub) = (npub(&eve), npub(&fay));
+    let pairs = [
+        ("ann", ann.as_str()),
+        ("eve", eve_npub.as_str()),
+        ("fay", fay_npub.as_str()),
+    ];
+    std::fs::write(
+        env.path("fleet.toml"),
+        common::config_toml(&relay.url, &pairs, 2),
+    )
+    .unwrap();
+    let now = qube_agent::now();
+    let unknown = qube_e2e::directive()
+        .created_at(now)
+        .hash(common::HASH)
+        .push_tag("crit", &["no-such-tag"])
+        .sign(&eve);
+    let half = qube_e2e::directive()
+        .created_at(now)
+        .hash(common::HASH)
+        .push_tag("crit", &["rollout"])
+        .push_tag("rollout", &["50"])
+        .sign(&fay);
+    for event in [&unknown, &half] {
+        let (accepted, why) = rt.block_on(qube_e2e::publish(&relay.url, event, &eve));
+        assert!(accepted, "{why}");
+    }
+    let json = env.ok(&[
+        "status",
+        "--config",
+        "fleet.toml",
+        "--json",
+        "--timeout",
+        "5",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let refused = report["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{json}");
+    assert_eq!(refused[0]["name"], "eve");
+    assert_eq!(refused[0]["id"], unknown.id_hex());
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("critical tag \"no-such-tag\" is not implemented"),
+        "{json}"
+    );
+    let counted: Vec<&str> = report["directives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(counted, ["fay"], "{json}");
+    let proposals = report["proposals"].as_array().unwrap();
+    assert_eq!(proposals.len(), 1, "{json}");
+    assert_eq!(proposals[0]["proposal"]["rollout"], 50, "{json}");
+    let text = env.ok(&["status", "--config", "fleet.toml", "--timeout", "5"]);
+    assert!(text.contains("refused: eve"), "{text}");
+
+    // propose writes crit for the wave tags; the agent's rules accept it.
+    env.ok(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "v1.2.3",
+        "--network",
+        "hqz",
+        "--hash",
+        common::HASH,
+        "--rollout",
+        "10",
+        "--node",
+        &fay_npub,
+        "--name",
+        "ann",
+        "--passphrase-file",
+        "pass",
+        "--out",
+        "wave.json",
+    ]);
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("wave.json")).unwrap()).unwrap();
+    let tags: Vec<Vec<String>> = serde_json::from_value(event["tags"].clone()).unwrap();
+    let fay_hex = hex::encode(fay.public_key());
+    for tag in [
+        vec!["crit", "rollout", "node"],
+        vec!["rollout", "10"],
+        vec!["node", fay_hex.as_str()],
+    ] {
+        assert!(
+            tags.iter().any(|t| *t == tag),
+            "{tag:?} missing from {tags:?}"
+        );
+    }
+    env.ok(&["verify", "wave.json", "--config", "fleet.toml"]);
+    let refused = env.run(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "v1.2.3",
+        "--network",
+        "hqz",
+        "--hash",
+        common::HASH,
+        "--rollout",
+        "0",
+        "--name",
+        "ann",
+        "--passphrase-file",
+        "pass",
+        "--out",
+        "bad.json",
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}

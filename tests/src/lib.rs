@@ -622,6 +622,15 @@ impl EventBuilder {
         self
     }
 
+    /// Appends the tag `[name, values...]` (after any of the same name):
+    /// repeatable tags such as `node`, and `crit` with several names.
+    pub fn push_tag(mut self, name: &str, values: &[&str]) -> Self {
+        let mut tag = vec![name.to_owned()];
+        tag.extend(values.iter().map(|v| (*v).to_owned()));
+        self.tags.push(tag);
+        self
+    }
+
     /// Removes every tag named `name`.
     pub fn without_tag(mut self, name: &str) -> Self {
         self.tags

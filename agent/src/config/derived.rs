@@ -23,6 +23,7 @@ impl Config {
             quorum: self.quorum(),
             allow_downgrade: self.policy().allow_downgrade(),
             require_installed: true,
+            node: None,
         }
     }
 

@@ -136,6 +136,8 @@ mod tests {
             hash: "ab".repeat(32),
             genesis_url: None,
             required_by: None,
+            rollout: None,
+            nodes: Vec::new(),
         }
     }
 

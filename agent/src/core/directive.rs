@@ -35,6 +35,13 @@ pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 600;
 /// Longest attacker-chosen text quoted in an error message, in bytes.
 const MAX_QUOTED: usize = 80;
 
+/// The tags this agent implements that a `crit` tag may name
+/// (`docs/PROTOCOL.md` section 3, critical tags).
+pub const IMPLEMENTED_CRITICAL_TAGS: [&str; 2] = ["rollout", "node"];
+
+/// Most `node` tags one directive may carry.
+pub const MAX_NODE_TAGS: usize = 1000;
+
 /// What a directive must match besides its signature: the local settings of
 /// `docs/PROTOCOL.md` section 5.1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +114,9 @@ impl fmt::Display for Action {
 /// the fields, for use as a map key; it is not version precedence.
 ///
 /// Serialized (journal, `status --json`) as an object with these field
-/// names; `genesis_url` and `required_by` are left out when absent.
+/// names; `genesis_url`, `required_by`, `rollout` and `nodes` are left out
+/// when absent (so a proposal without a wave serializes as before waves
+/// existed).
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -127,6 +136,14 @@ pub struct Proposal {
     /// Tag `required_by`, unix seconds; required for [`Action::Reboot`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_by: Option<u64>,
+    /// Tag `rollout`: the percentage of nodes in the wave, 1 to 100
+    /// (`docs/PROTOCOL.md` section 5.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<u8>,
+    /// Tags `node`: node pubkeys named in the wave, 64 lower-case hex each,
+    /// sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl Proposal {
@@ -142,6 +159,55 @@ impl Proposal {
     pub fn semver(&self) -> Result<semver::Version, semver::Error> {
         parse_version(&self.version)
     }
+
+    /// Whether the proposal limits who acts (`rollout` or `node` tags).
+    pub fn has_wave(&self) -> bool {
+        self.rollout.is_some() || !self.nodes.is_empty()
+    }
+
+    /// The same proposal for every node: `rollout` and `nodes` removed.
+    pub fn without_wave(&self) -> Proposal {
+        Proposal {
+            rollout: None,
+            nodes: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Where the node with 32-byte pubkey `node` falls for this proposal,
+    /// 0 to 99 (`docs/PROTOCOL.md` section 5.8): the first 8 bytes of
+    /// SHA-256(`<node pubkey hex>|<action>|<network>|<version as
+    /// signed>|<hash>`) as a big-endian u64, mod 100.
+    pub fn wave_position(&self, node: &[u8; 32]) -> u8 {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{}|{}|{}|{}|{}",
+            hex::encode(node),
+            self.action.as_str(),
+            self.network,
+            self.version,
+            self.hash.to_ascii_lowercase()
+        );
+        let digest = Sha256::digest(text.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0u8; 8]));
+        // < 100, so it fits.
+        u8::try_from(u64::from_be_bytes(first) % 100).unwrap_or(u8::MAX)
+    }
+
+    /// Whether the node with 32-byte pubkey `node` is in this proposal's
+    /// wave: always without `rollout` and `node` tags; otherwise when it is
+    /// named, or when [`Proposal::wave_position`] is below `rollout`.
+    pub fn in_wave(&self, node: &[u8; 32]) -> bool {
+        if !self.has_wave() {
+            return true;
+        }
+        let hex = hex::encode(node);
+        self.nodes.contains(&hex)
+            || self
+                .rollout
+                .is_some_and(|percent| self.wave_position(node) < percent)
+    }
 }
 
 impl fmt::Display for Proposal {
@@ -156,6 +222,17 @@ impl fmt::Display for Proposal {
         }
         if let Some(t) = self.required_by {
             write!(f, " required by {t}")?;
+        }
+        if let Some(percent) = self.rollout {
+            write!(f, " rollout {percent}%")?;
+        }
+        if !self.nodes.is_empty() {
+            let short: Vec<&str> = self
+                .nodes
+                .iter()
+                .map(|n| n.get(..12).unwrap_or(n))
+                .collect();
+            write!(f, " nodes {}", short.join(","))?;
         }
         Ok(())
     }
@@ -189,8 +266,13 @@ impl Directive {
     /// `created_at <= now + rules.max_future_skew_secs`; and last, the
     /// directive has not expired (`now < expiration`, see the module docs).
     /// Every one of these eight tags must appear at most once, with a
-    /// non-empty value. Other tags are ignored, as are tag elements after
-    /// the value.
+    /// non-empty value. Then the wave and critical tags
+    /// (`docs/PROTOCOL.md` sections 3 and 5.8): at most one `crit` tag,
+    /// whose names must all be in [`IMPLEMENTED_CRITICAL_TAGS`]; an
+    /// optional `rollout` (1 to 100, decimal, no leading zero); up to
+    /// [`MAX_NODE_TAGS`] `node` tags (64 hex each); and `rollout` and
+    /// `node`, when present, must be named in `crit`. Other tags are
+    /// ignored, as are tag elements after the value.
     ///
     /// # Errors
     /// The first failed check, as a [`DirectiveError`].
@@ -271,6 +353,7 @@ impl Directive {
                 return Err(DirectiveError::MissingTag("required_by"));
             }
         }
+        let (rollout, nodes) = wave(&event)?;
         if event.content.is_empty() {
             return Err(DirectiveError::EmptyContent);
         }
@@ -287,6 +370,8 @@ impl Directive {
             hash,
             genesis_url: genesis_url.map(str::to_owned),
             required_by,
+            rollout,
+            nodes,
         };
         Ok(Directive {
             event,
@@ -407,6 +492,18 @@ pub enum DirectiveError {
         /// The directive's `expiration`, unix seconds.
         expiration: u64,
     },
+    /// `crit` names a tag this agent does not implement (truncated): the
+    /// directive must not count here.
+    UnknownCritical(String),
+    /// `rollout` or `node` is present but not named in `crit`, so an agent
+    /// that does not know it would act on every node.
+    NotCritical(&'static str),
+    /// `rollout` is not a whole percentage 1 to 100 (truncated).
+    InvalidRollout(String),
+    /// A `node` value is not 64 hex characters (truncated).
+    InvalidNode(String),
+    /// More than [`MAX_NODE_TAGS`] `node` tags.
+    TooManyNodes(usize),
 }
 
 impl fmt::Display for DirectiveError {
@@ -453,6 +550,23 @@ impl fmt::Display for DirectiveError {
                 "directive dated {ahead_secs} s in the future (limit {limit_secs} s)"
             ),
             DirectiveError::Expired { expiration } => write!(f, "expired at {expiration}"),
+            DirectiveError::UnknownCritical(name) => write!(
+                f,
+                "critical tag {name:?} is not implemented by this agent, so the directive does not count"
+            ),
+            DirectiveError::NotCritical(name) => write!(
+                f,
+                "tag `{name}` is not named in a `crit` tag (an agent that does not know it would act on every node)"
+            ),
+            DirectiveError::InvalidRollout(found) => {
+                write!(f, "rollout {found:?} is not a percentage from 1 to 100")
+            }
+            DirectiveError::InvalidNode(found) => {
+                write!(f, "node {found:?} is not a pubkey in hex (64 hex characters)")
+            }
+            DirectiveError::TooManyNodes(count) => {
+                write!(f, "{count} `node` tags, at most {MAX_NODE_TAGS}")
+            }
         }
     }
 }
@@ -476,6 +590,69 @@ fn optional<'a>(event: &'a Event, name: &'static str) -> Result<Option<&'a str>,
         Some(value) if !value.is_empty() => Ok(Some(value)),
         _ => Err(DirectiveError::EmptyTag(name)),
     }
+}
+
+/// The wave of a directive (`rollout`, `node` tags) after its `crit` tag is
+/// checked (`docs/PROTOCOL.md` sections 3 and 5.8).
+fn wave(event: &Event) -> Result<(Option<u8>, Vec<String>), DirectiveError> {
+    let mut crits = event.tags_named("crit");
+    let critical: Vec<&str> = match (crits.next(), crits.count()) {
+        (None, _) => Vec::new(),
+        (Some(tag), 0) => {
+            let names: Vec<&str> = tag.iter().skip(1).map(String::as_str).collect();
+            if names.is_empty() || names.iter().any(|n| n.is_empty()) {
+                return Err(DirectiveError::EmptyTag("crit"));
+            }
+            if let Some(unknown) = names
+                .iter()
+                .find(|n| !IMPLEMENTED_CRITICAL_TAGS.contains(n))
+            {
+                return Err(DirectiveError::UnknownCritical(truncated(
+                    unknown, MAX_QUOTED,
+                )));
+            }
+            names
+        }
+        (Some(_), others) => {
+            return Err(DirectiveError::DuplicateTag {
+                name: "crit",
+                count: others.saturating_add(1),
+            })
+        }
+    };
+    let rollout = optional(event, "rollout")?
+        .map(|v| {
+            let canonical = v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0');
+            canonical
+                .then(|| v.parse::<u8>().ok())
+                .flatten()
+                .filter(|p| (1..=100).contains(p))
+                .ok_or_else(|| DirectiveError::InvalidRollout(truncated(v, MAX_QUOTED)))
+        })
+        .transpose()?;
+    let count = event.tags_named("node").count();
+    if count > MAX_NODE_TAGS {
+        return Err(DirectiveError::TooManyNodes(count));
+    }
+    let mut nodes = Vec::with_capacity(count);
+    for tag in event.tags_named("node") {
+        let value = tag.get(1).map(String::as_str).unwrap_or_default();
+        if value.is_empty() {
+            return Err(DirectiveError::EmptyTag("node"));
+        }
+        let node = parse_sha256_hex(value)
+            .ok_or_else(|| DirectiveError::InvalidNode(truncated(value, MAX_QUOTED)))?;
+        nodes.push(node);
+    }
+    nodes.sort();
+    nodes.dedup();
+    if rollout.is_some() && !critical.contains(&"rollout") {
+        return Err(DirectiveError::NotCritical("rollout"));
+    }
+    if !nodes.is_empty() && !critical.contains(&"node") {
+        return Err(DirectiveError::NotCritical("node"));
+    }
+    Ok((rollout, nodes))
 }
 
 /// The value of the only tag named `name`, which must be there.
@@ -597,6 +774,8 @@ pub(crate) mod tests {
                 hash: HASH.into(),
                 genesis_url: None,
                 required_by: None,
+                rollout: None,
+                nodes: Vec::new(),
             }
         );
         assert_eq!(
@@ -940,5 +1119,139 @@ pub(crate) mod tests {
         assert!(text.len() < 400, "{text}");
         assert!(!text.contains('\n'));
         assert!(text.contains("\\n"));
+    }
+
+    #[test]
+    fn critical_tags_gate_the_wave_tags() {
+        let base = upgrade_tags("v1.2.3", HASH);
+        // An unknown critical tag: the directive does not count.
+        let unknown = with(base.clone(), &["crit", "rollout", "no-such-tag"]);
+        assert_eq!(
+            check(unknown).unwrap_err(),
+            DirectiveError::UnknownCritical("no-such-tag".into())
+        );
+        // Wave tags must be named in crit.
+        let bare = with(base.clone(), &["rollout", "10"]);
+        assert_eq!(
+            check(bare).unwrap_err(),
+            DirectiveError::NotCritical("rollout")
+        );
+        let node = "ab".repeat(32);
+        let named = with(with(base.clone(), &["crit", "rollout"]), &["node", &node]);
+        assert_eq!(
+            check(named).unwrap_err(),
+            DirectiveError::NotCritical("node")
+        );
+        assert_eq!(
+            check(with(base.clone(), &["crit"])).unwrap_err(),
+            DirectiveError::EmptyTag("crit")
+        );
+        let twice = with(with(base.clone(), &["crit", "node"]), &["crit", "rollout"]);
+        assert!(matches!(
+            check(twice).unwrap_err(),
+            DirectiveError::DuplicateTag {
+                name: "crit",
+                count: 2
+            }
+        ));
+        // crit naming what it implements, with or without the tags.
+        let d = check(with(base.clone(), &["crit", "rollout", "node"])).unwrap();
+        assert!(!d.proposal().has_wave());
+        let tags = with(
+            with(base.clone(), &["crit", "rollout", "node"]),
+            &["rollout", "10"],
+        );
+        let tags = with(
+            with(tags, &["node", &node.to_uppercase()]),
+            &["node", &"01".repeat(32)],
+        );
+        let tags = with(tags, &["node", &node]);
+        let d = check(tags).unwrap();
+        assert_eq!(d.proposal().rollout, Some(10));
+        assert_eq!(d.proposal().nodes, vec!["01".repeat(32), node.clone()]);
+    }
+
+    #[test]
+    fn rollout_is_a_canonical_percentage_and_nodes_are_pubkeys() {
+        let base = with(upgrade_tags("v1.2.3", HASH), &["crit", "rollout", "node"]);
+        for bad in ["0", "101", "010", "+5", "5.0", "1e1", " 5", "256"] {
+            assert_eq!(
+                check(with(base.clone(), &["rollout", bad])).unwrap_err(),
+                DirectiveError::InvalidRollout(bad.into()),
+                "{bad}"
+            );
+        }
+        for good in [1u8, 9, 50, 100] {
+            let d = check(with(base.clone(), &["rollout", &good.to_string()])).unwrap();
+            assert_eq!(d.proposal().rollout, Some(good));
+        }
+        assert_eq!(
+            check(with(base.clone(), &["node", "abc"])).unwrap_err(),
+            DirectiveError::InvalidNode("abc".into())
+        );
+        assert_eq!(
+            check(with(base.clone(), &["node", ""])).unwrap_err(),
+            DirectiveError::EmptyTag("node")
+        );
+        let mut many = base;
+        for i in 0..=MAX_NODE_TAGS {
+            many.push(vec!["node".into(), format!("{i:064x}")]);
+        }
+        assert_eq!(
+            check(many).unwrap_err(),
+            DirectiveError::TooManyNodes(MAX_NODE_TAGS + 1)
+        );
+    }
+
+    #[test]
+    fn waves_are_part_of_the_tuple_and_pick_nodes_by_hash() {
+        let base = with(
+            upgrade_tags("v1.2.3", &"1".repeat(64)),
+            &["crit", "rollout", "node"],
+        );
+        let all = check(base.clone()).unwrap().proposal().clone();
+        let ten = check(with(base.clone(), &["rollout", "10"]))
+            .unwrap()
+            .proposal()
+            .clone();
+        assert_ne!(all, ten, "10 % and 100 % never add up");
+        assert_eq!(ten.without_wave(), all);
+        // docs/PROTOCOL.md section 5.8, the worked example.
+        let g: [u8; 32] =
+            hex::decode("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let g2: [u8; 32] =
+            hex::decode("c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        assert_eq!(all.wave_position(&g), 26);
+        assert_eq!(all.wave_position(&g2), 86);
+        assert!(
+            all.in_wave(&g) && all.in_wave(&g2),
+            "no wave tags: everyone"
+        );
+        let thirty = check(with(base.clone(), &["rollout", "30"]))
+            .unwrap()
+            .proposal()
+            .clone();
+        assert!(thirty.in_wave(&g), "26 < 30");
+        assert!(!thirty.in_wave(&g2), "86 >= 30");
+        assert!(!check(with(base.clone(), &["rollout", "26"]))
+            .unwrap()
+            .proposal()
+            .in_wave(&g));
+        let named = check(with(
+            with(base, &["rollout", "30"]),
+            &["node", &hex::encode(g2)],
+        ))
+        .unwrap()
+        .proposal()
+        .clone();
+        assert!(named.in_wave(&g) && named.in_wave(&g2), "named or selected");
+        let text = named.to_string();
+        assert!(text.ends_with("rollout 30% nodes c6047f9441ed"), "{text}");
     }
 }

@@ -59,6 +59,9 @@ pub struct Heartbeat<'a> {
     pub uptime_secs: u64,
     /// Worker restarts since the agent started.
     pub worker_restarts: u32,
+    /// Proposals whose quorum holds but whose wave leaves this node out
+    /// (`docs/PROTOCOL.md` section 5.8), with this node's position.
+    pub outside_wave: Vec<(Proposal, u8)>,
 }
 
 impl Heartbeat<'_> {
@@ -73,7 +76,8 @@ impl Heartbeat<'_> {
     /// `sandbox` (string or null), `config_sha256` (HEX64 or null),
     /// `last_action` (null or `{"action", "version", "hash", "network",
     /// "status", "error" (string or null), "at"}`), `uptime_secs`,
-    /// `worker_restarts`.
+    /// `worker_restarts`, `outside_wave` (`[{"action", "version", "hash",
+    /// "rollout" (number or null), "position"}]`).
     pub fn content(&self) -> String {
         let last = self.last_run.as_ref().map(|r| {
             serde_json::json!({
@@ -102,6 +106,13 @@ impl Heartbeat<'_> {
             "last_action": last,
             "uptime_secs": self.uptime_secs,
             "worker_restarts": self.worker_restarts,
+            "outside_wave": self.outside_wave.iter().map(|(p, position)| serde_json::json!({
+                "action": p.action.as_str(),
+                "version": p.version,
+                "hash": p.hash,
+                "rollout": p.rollout,
+                "position": position,
+            })).collect::<Vec<_>>(),
         })
         .to_string()
     }
@@ -145,6 +156,8 @@ mod tests {
             hash: "ab".repeat(32),
             genesis_url: None,
             required_by: None,
+            rollout: None,
+            nodes: Vec::new(),
         };
         let hb = Heartbeat {
             network: "hqz",
@@ -165,6 +178,7 @@ mod tests {
             }),
             uptime_secs: 60,
             worker_restarts: 1,
+            outside_wave: Vec::new(),
         };
         let event = hb.to_unsigned(100);
         assert_eq!(event.kind, 30078);

@@ -45,6 +45,10 @@ pub struct QuorumConfig {
     /// fresh node never acts on the fleet's newest directive whatever it
     /// runs; a fleet view (govctl) that knows no node's version does not.
     pub require_installed: bool,
+    /// This node's 32-byte pubkey: a proposal whose wave (`rollout`,
+    /// `node` tags) leaves it out is [`Standing::NotInWave`] here. `None`
+    /// (a fleet view) counts every wave.
+    pub node: Option<[u8; 32]>,
 }
 
 /// A configuration the engine refuses (`docs/PROTOCOL.md` section 5.7).
@@ -124,8 +128,8 @@ pub enum Offer {
 /// Where a proposal stands, as listed by [`Engine::tally`].
 ///
 /// Reasons for not being eligible are reported in this priority: invalid
-/// version, already done, not newer than installed, below quorum,
-/// installed version unknown.
+/// version, already done, not newer than installed, below quorum, outside
+/// the wave, installed version unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Standing {
@@ -156,6 +160,14 @@ pub enum Standing {
     /// The version is not SemVer (impossible for a proposal from a
     /// [`Directive`]).
     InvalidVersion,
+    /// A proposal with its quorum whose wave (`rollout`, `node` tags)
+    /// leaves this node out (`docs/PROTOCOL.md` section 5.8).
+    NotInWave {
+        /// The proposal's `rollout` percentage, if any.
+        rollout: Option<u8>,
+        /// This node's position for the proposal, 0 to 99.
+        position: u8,
+    },
     /// An upgrade with its quorum, refused because the installed version
     /// is unknown ([`QuorumConfig::require_installed`]): set
     /// `current_version` or `version_command`.
@@ -189,6 +201,13 @@ impl fmt::Display for Standing {
                 "not newer than the installed version {installed} (anti-rollback)"
             ),
             Standing::InvalidVersion => f.write_str("version is not a semantic version"),
+            Standing::NotInWave { rollout, position } => match rollout {
+                Some(percent) => write!(
+                    f,
+                    "outside the wave: rollout {percent}% takes positions below {percent}, this node is at {position} and not named"
+                ),
+                None => f.write_str("outside the wave: this node is not named"),
+            },
             Standing::InstalledUnknown => f.write_str(
                 "refused: the installed version is unknown (set current_version or version_command)",
             ),
@@ -475,6 +494,14 @@ impl Engine {
                 quorum: self.config.quorum,
             };
         }
+        if let Some(node) = &self.config.node {
+            if !proposal.in_wave(node) {
+                return Standing::NotInWave {
+                    rollout: proposal.rollout,
+                    position: proposal.wave_position(node),
+                };
+            }
+        }
         if proposal.action == Action::Upgrade
             && installed.is_none()
             && self.config.require_installed
@@ -517,6 +544,7 @@ mod tests {
     fn config(voters: &[u8], quorum: usize) -> QuorumConfig {
         QuorumConfig {
             require_installed: false,
+            node: None,
             voters: voters.iter().map(|&n| pk(n)).collect(),
             quorum,
             allow_downgrade: false,
@@ -849,5 +877,55 @@ mod tests {
             .to_string(),
             "not newer than the installed version 1.2.3 (anti-rollback)"
         );
+    }
+
+    #[test]
+    fn a_node_outside_the_wave_sits_the_proposal_out() {
+        let mut tags = upgrade_tags("1.3.0", HASH);
+        tags.push(vec!["crit".into(), "rollout".into(), "node".into()]);
+        tags.push(vec!["rollout".into(), "1".into()]);
+        let d = directive(1, NOW - 10, tags);
+        let proposal = d.proposal().clone();
+        // Find a node inside (named) and one outside the 1 % wave.
+        let outside = (0u8..=255)
+            .map(|n| [n; 32])
+            .find(|k| proposal.wave_position(k) >= 1)
+            .unwrap();
+        let mut cfg = config(&[1], 1);
+        cfg.node = Some(outside);
+        let e = Engine::from_directives(cfg, [d.clone()]).unwrap();
+        assert_eq!(e.decide(NOW, Some(&v("1.2.0")), &never), Decision::Nothing);
+        let standing = &e.tally(NOW, Some(&v("1.2.0")), &never)[0].standing;
+        assert!(
+            matches!(
+                standing,
+                Standing::NotInWave {
+                    rollout: Some(1),
+                    ..
+                }
+            ),
+            "{standing:?}"
+        );
+        assert!(
+            standing.to_string().starts_with("outside the wave"),
+            "{standing}"
+        );
+        // A fleet view (no node) and a node in the wave run it.
+        let e = Engine::from_directives(config(&[1], 1), [d.clone()]).unwrap();
+        assert!(matches!(
+            e.decide(NOW, Some(&v("1.2.0")), &never),
+            Decision::Run { .. }
+        ));
+        let mut cfg = config(&[1], 1);
+        cfg.node = Some([7; 32]);
+        let mut tags = upgrade_tags("1.3.0", HASH);
+        tags.push(vec!["crit".into(), "node".into()]);
+        tags.push(vec!["node".into(), hex::encode([7u8; 32])]);
+        let named = directive(1, NOW - 10, tags);
+        let e = Engine::from_directives(cfg, [named]).unwrap();
+        assert!(matches!(
+            e.decide(NOW, Some(&v("1.2.0")), &never),
+            Decision::Run { .. }
+        ));
     }
 }

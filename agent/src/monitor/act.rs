@@ -27,6 +27,7 @@ impl Monitor {
         if self.installed.is_none() {
             self.announce_installed_unknown();
         }
+        self.heartbeat_on_new_waves();
         if !matches!(&decision, Decision::Run { proposal, .. } if proposal.required_by.is_some()) {
             self.unschedule("its quorum no longer holds or another proposal wins");
         }
@@ -67,6 +68,37 @@ impl Monitor {
         }
     }
 
+    /// Proposals whose quorum holds but whose wave leaves this node out,
+    /// with this node's position (for the heartbeat).
+    pub(super) fn outside_wave(&self) -> Vec<(Proposal, u8)> {
+        self.engine
+            .tally(crate::now(), self.installed.as_ref(), &|p: &Proposal| {
+                self.already_done(p)
+            })
+            .into_iter()
+            .filter_map(|s| match s.standing {
+                Standing::NotInWave { position, .. } => Some((s.proposal, position)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sends a heartbeat soon when the proposals this node sits out (its
+    /// `outside_wave`) changed, and logs each new one once.
+    fn heartbeat_on_new_waves(&mut self) {
+        let outside: Vec<Proposal> = self.outside_wave().into_iter().map(|(p, _)| p).collect();
+        if outside == self.outside {
+            return;
+        }
+        for p in outside.iter().filter(|p| !self.outside.contains(p)) {
+            info!("{p}: quorum reached, but this node is outside its wave; it does nothing");
+        }
+        self.outside = outside;
+        if let Some(hb) = self.telemetry.heartbeat.as_mut() {
+            hb.due_now();
+        }
+    }
+
     /// Logs once per proposal an upgrade whose quorum holds but which is
     /// refused because the installed version is unknown.
     fn announce_installed_unknown(&mut self) {
@@ -102,11 +134,12 @@ impl Monitor {
 
     /// Whether the journal (or, in a dry run, the journal as read at
     /// start) says `proposal` must not run: it started, or is in the
-    /// checkpoint, and no retry allows one more run.
+    /// checkpoint, and no retry allows one more run; or it succeeded here in
+    /// another wave.
     pub(super) fn already_done(&self, proposal: &Proposal) -> bool {
         match (&self.journal, &self.journaled) {
-            (Some(journal), _) => journal.contains(proposal),
-            (None, Some(read)) => read.contains(proposal),
+            (Some(journal), _) => journal.done(proposal),
+            (None, Some(read)) => read.done(proposal),
             (None, None) => false,
         }
     }

@@ -139,6 +139,7 @@ impl Monitor {
             }),
             uptime_secs: crate::now().saturating_sub(self.telemetry.started_at()),
             worker_restarts: self.restarts,
+            outside_wave: self.outside_wave(),
         }
     }
 

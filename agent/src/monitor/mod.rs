@@ -237,6 +237,9 @@ struct Monitor {
     next_schedule_token: u64,
     /// Where a pre-staging task sends its result.
     prestaged: tokio::sync::mpsc::Sender<schedule::Prestaged>,
+    /// Proposals with a quorum whose wave leaves this node out, as last
+    /// seen (a change sends a heartbeat).
+    outside: Vec<Proposal>,
     /// Ids of the NIP-42 AUTH events signed for the current worker, with
     /// their relay: an `OK true` for one marks the relay authenticated.
     auth_sent: HashMap<[u8; 32], usize>,
@@ -294,8 +297,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
     for why in dropped {
         warn!("dropped a saved directive: {why}");
     }
-    let engine = Engine::from_directives(config.quorum_config(), directives)
-        .map_err(MonitorError::Quorum)?;
+    let quorum_config = crate::core::quorum::QuorumConfig {
+        node: Some(keys.public_key()),
+        ..config.quorum_config()
+    };
+    let engine =
+        Engine::from_directives(quorum_config, directives).map_err(MonitorError::Quorum)?;
     // A dry run reads the journal without opening it for appends (which
     // creates it and repairs a torn tail).
     let (journal, journaled) = if options.dry_run {
@@ -346,6 +353,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), MonitorError
         scheduled: None,
         next_schedule_token: 0,
         prestaged: prestaged_tx,
+        outside: Vec::new(),
     };
     monitor.acknowledge_interrupted()?;
     monitor

@@ -156,10 +156,10 @@ impl JournalRead {
         self.result.as_ref().map_or(&[], |i| i.records.as_slice())
     }
 
-    /// Whether the journal blocks `proposal` ([`Inspection::contains`]);
+    /// Whether the journal blocks `proposal` ([`Inspection::done`]);
     /// `false` when it does not verify.
     pub(super) fn contains(&self, proposal: &Proposal) -> bool {
-        self.result.as_ref().is_ok_and(|i| i.contains(proposal))
+        self.result.as_ref().is_ok_and(|i| i.done(proposal))
     }
 
     /// Proposals allowed one more run ([`Inspection::retries_allowed`]).

@@ -355,6 +355,7 @@ fn standing_parts(standing: &Standing) -> (&'static str, String, Option<String>)
             "version is not a semantic version".to_owned(),
             None,
         ),
+        Standing::NotInWave { .. } => ("not_in_wave", standing.to_string(), None),
         Standing::InstalledUnknown => (
             "installed_unknown",
             "refused: the installed version is unknown (set current_version or version_command)"
@@ -420,8 +421,12 @@ pub fn status(
             .into_iter()
             .map(|why| format!("saved directive not counted: {why}")),
     );
-    let engine =
-        Engine::from_directives(config.quorum_config(), directives).map_err(ReportError::Quorum)?;
+    let node_key = state.node_public_key(config.node_key()).ok().flatten();
+    let quorum_config = crate::core::quorum::QuorumConfig {
+        node: node_key,
+        ..config.quorum_config()
+    };
+    let engine = Engine::from_directives(quorum_config, directives).map_err(ReportError::Quorum)?;
 
     let recorded = state.installed_version()?;
     let configured = config.current_version();

@@ -713,6 +713,17 @@ impl Chain {
         self.proposals.get(proposal).is_some_and(|r| !r.retry)
     }
 
+    /// Whether `proposal`, in any wave, ran successfully: a proposal equal
+    /// to it but for `rollout` and `node` tags has a success as its last
+    /// run (`docs/PROTOCOL.md` section 5.8: a wider wave never runs again
+    /// where a narrower one succeeded).
+    fn succeeded_in_any_wave(&self, proposal: &Proposal) -> bool {
+        let base = proposal.without_wave();
+        self.proposals
+            .iter()
+            .any(|(p, r)| r.status == Some(Status::Success) && p.without_wave() == base)
+    }
+
     /// Whether one more run of `proposal` may be allowed.
     fn retriable(&self, proposal: &Proposal) -> Result<(), RetryRefusal> {
         self.proposals
@@ -950,6 +961,15 @@ impl Inspection {
     /// As [`Journal::contains`].
     pub fn contains(&self, proposal: &Proposal) -> bool {
         self.proposals.get(proposal).is_some_and(|r| !r.retry)
+    }
+
+    /// As [`Journal::done`].
+    pub fn done(&self, proposal: &Proposal) -> bool {
+        let chain = Chain {
+            proposals: self.proposals.clone(),
+            ..Chain::default()
+        };
+        chain.blocks(proposal) || chain.succeeded_in_any_wave(proposal)
     }
 
     /// As [`Journal::retries_allowed`].
@@ -1359,6 +1379,14 @@ impl Journal {
         self.chain.blocks(proposal)
     }
 
+    /// Whether `proposal` must not run on this node: [`Journal::contains`],
+    /// or the same proposal in another wave (other `rollout` and `node`
+    /// tags) succeeded here (`docs/PROTOCOL.md` section 5.8). The quorum
+    /// engine's "already done".
+    pub fn done(&self, proposal: &Proposal) -> bool {
+        self.chain.blocks(proposal) || self.chain.succeeded_in_any_wave(proposal)
+    }
+
     /// The runs that started and have no outcome, as `(seq, proposal)` in
     /// journal order. Ask at start, before running anything: each one was
     /// interrupted and must be acknowledged as `failure` with error
@@ -1555,6 +1583,8 @@ mod tests {
             hash: HASH.into(),
             genesis_url: None,
             required_by: None,
+            rollout: None,
+            nodes: Vec::new(),
         }
     }
 
