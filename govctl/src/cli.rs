@@ -32,7 +32,8 @@ is not an https:// URL. Otherwise govctl asks before signing (--yes skips the qu
 pub const DEFAULT_EXPIRES_IN: &str = "7d";
 
 const AFTER_HELP: &str = "\
-Exit status: 0 success; 1 failure (the reason and a hint are on stderr); 2 usage error.
+Exit status: 0 success; 1 failure (the reason and a hint are on stderr); 2 usage error; 3 from `status`
+when a node in the winning proposal's wave has not acknowledged success yet.
 
 Keys live in $GOVCTL_HOME, else $XDG_CONFIG_HOME/govctl, else ~/.config/govctl (mode 0700), one
 file per key (NAME.key, mode 0600): a NIP-49 ncryptsec, or an nsec only with --plaintext.";
@@ -392,6 +393,17 @@ pub struct StatusArgs {
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
     pub allow_insecure_ws: bool,
+    /// Fleet file: the nodes that should answer ([[nodes]] with name and npub) [default: every
+    /// node whose heartbeat a relay holds].
+    #[arg(long, value_name = "PATH")]
+    pub fleet: Option<PathBuf>,
+    /// Also write the fleet table as one self-contained HTML page (no scripts, no external
+    /// resources) to FILE, replacing it atomically.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Mark heartbeats older than this many seconds as stale.
+    #[arg(long, value_name = "SECS", default_value_t = crate::fleet::DEFAULT_STALE_SECS)]
+    pub stale_after: u64,
 }
 
 /// `govctl key import`.

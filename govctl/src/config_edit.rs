@@ -334,6 +334,16 @@ fn commit(path: &Path, new_text: &str) -> Result<()> {
         .permissions()
         .mode()
         & 0o7777;
+    replace_file(path, new_text, mode)
+}
+
+/// Writes `text` to `path` atomically with permission bits `mode`: a
+/// temporary file in the same directory, synced, renamed over `path`,
+/// then the directory synced. A reader sees the old file or the new one.
+///
+/// # Errors
+/// The temporary file cannot be made, written or renamed.
+pub fn replace_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -345,7 +355,7 @@ fn commit(path: &Path, new_text: &str) -> Result<()> {
         .map_err(|e| CliError::io("create a temporary file in", dir, &e))?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|()| tmp.write_all(new_text.as_bytes()))
+        .and_then(|()| tmp.write_all(text.as_bytes()))
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| CliError::io("write", tmp.path(), &e))?;
     tmp.persist(path)

@@ -4,7 +4,9 @@
 //! Exit statuses (documented in `govctl --help`): 0 success, 1 failure (the
 //! command ran and something was wrong: a bad key, a refused edit, an invalid
 //! event, no relay accepted), 2 usage (the command line cannot be carried
-//! out as written: clap's own errors and inconsistent options).
+//! out as written: clap's own errors and inconsistent options), 3 for
+//! `govctl status` when a node in the winning proposal's wave has not
+//! acknowledged success yet.
 
 use std::fmt;
 use std::path::Path;
@@ -13,6 +15,8 @@ use std::path::Path;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status of a usage error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of `govctl status` when the wave is not complete.
+pub const EXIT_INCOMPLETE: u8 = 3;
 
 /// A command's failure: printed as `error: MESSAGE` and `hint: ADVICE` on
 /// stderr.
@@ -42,6 +46,15 @@ impl CliError {
             message: message.into(),
             hint: None,
             code: EXIT_USAGE,
+        }
+    }
+
+    /// The wave is not complete yet (exit status 3).
+    pub fn incomplete(message: impl Into<String>) -> CliError {
+        CliError {
+            message: message.into(),
+            hint: None,
+            code: EXIT_INCOMPLETE,
         }
     }
 

@@ -15,6 +15,8 @@ mod cli;
 mod config_edit;
 mod draft;
 mod error;
+mod fleet;
+mod fleet_html;
 mod keycmd;
 mod keystore;
 mod limits;
@@ -144,6 +146,9 @@ fn run(cli: Cli) -> Result<()> {
             json: a.json,
             timeout: Duration::from_secs(a.timeout),
             allow_insecure_ws: a.allow_insecure_ws,
+            fleet: a.fleet.as_deref(),
+            html: a.html.as_deref(),
+            stale_secs: a.stale_after,
         }),
     }
 }

@@ -55,6 +55,12 @@ pub struct StatusArgs<'a> {
     pub timeout: Duration,
     /// Allow `ws://` to non-loopback hosts.
     pub allow_insecure_ws: bool,
+    /// Fleet file (the roster).
+    pub fleet: Option<&'a Path>,
+    /// Where to write the HTML page.
+    pub html: Option<&'a Path>,
+    /// Heartbeats older than this (seconds) are stale.
+    pub stale_secs: u64,
 }
 
 /// Runs `govctl status`.
@@ -189,6 +195,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
         proposals: Vec::new(),
         decision: None,
         acks: Vec::new(),
+        fleet: None,
     };
 
     if !voters.is_empty() {
@@ -245,18 +252,62 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
                 tags: BTreeMap::from([('a', addresses)]),
                 ..Filter::default()
             };
-            let (events, _) = runtime.block_on(fetch(targets, filter, args.timeout));
+            let (events, _) = runtime.block_on(fetch(targets.clone(), filter, args.timeout));
             report.acks = latest_acks(&events, proposal);
         }
         report.decision = Some(decision);
     }
 
+    // The fleet view: the roster and each node's heartbeat.
+    let roster = args.fleet.map(crate::fleet::load).transpose()?;
+    let heartbeat_filter = Filter {
+        kinds: vec![crate::fleet::HEARTBEAT_KIND],
+        authors: roster.iter().flatten().map(|(_, key)| *key).collect(),
+        limit: Some(1000),
+        ..Filter::default()
+    };
+    let (beat_events, _) = runtime.block_on(fetch(targets, heartbeat_filter, args.timeout));
+    let beats = crate::fleet::heartbeats(&beat_events, &report.network, now, args.stale_secs);
+    if roster.is_some() || !beats.is_empty() {
+        let winner = match &report.decision {
+            Some(Decision::Run { proposal, .. }) => Some(proposal.clone()),
+            _ => None,
+        };
+        report.fleet = Some(crate::fleet::build(
+            roster,
+            beats,
+            winner.as_ref(),
+            &report.acks,
+        ));
+    }
+
+    if let Some(path) = args.html {
+        crate::config_edit::replace_file(path, &crate::fleet_html::page(&report, now), 0o644)?;
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| CliError::failure(format!("cannot serialize: {e}")))?;
         println!("{text}");
     } else {
         report.print();
+    }
+    if let Some(fleet) = &report.fleet {
+        if fleet.wave_complete == Some(false) {
+            let inside = fleet
+                .nodes
+                .iter()
+                .filter(|n| n.in_wave == Some(true))
+                .count();
+            let done = fleet
+                .nodes
+                .iter()
+                .filter(|n| n.in_wave == Some(true))
+                .filter(|n| n.ack.as_ref().is_some_and(|a| a.status == "success"))
+                .count();
+            return Err(CliError::incomplete(format!(
+                "wave incomplete: {done} of {inside} node(s) in the wave acknowledged success"
+            )));
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use qube_agent::core::directive::Proposal;
 use qube_agent::core::quorum::Decision;
 use serde_json::{json, Value};
 
+use crate::fleet::Fleet;
 use crate::keycmd::npub;
 use crate::show::printable;
 use crate::time::format_utc;
@@ -53,6 +54,7 @@ pub struct ProposalRow {
 }
 
 /// The latest acknowledgement of one node for the winning proposal.
+#[derive(Clone)]
 pub struct AckRow {
     /// `node_id` tag, as the signer claims it.
     pub node_id: String,
@@ -117,6 +119,8 @@ pub struct Report {
     pub decision: Option<Decision>,
     /// Acks for the winning proposal, by node id.
     pub acks: Vec<AckRow>,
+    /// The fleet view: roster, heartbeats, wave, acks per node.
+    pub fleet: Option<Fleet>,
 }
 
 fn proposal_json(p: &Proposal) -> Value {
@@ -204,6 +208,7 @@ impl Report {
                 "standing": p.standing,
             })).collect::<Vec<_>>(),
             "decision": decision,
+            "fleet": self.fleet.as_ref().map(fleet_json),
             "acks": self.acks.iter().map(|a| json!({
                 "node_id": a.node_id, "version": a.version, "status": a.status,
                 "error": a.error, "action_at": a.action_at, "signer": npub(&a.signer),
@@ -304,6 +309,77 @@ impl Report {
                 self.print_acks();
             }
         }
+        self.print_fleet();
+    }
+
+    /// Prints the fleet table, if there is a fleet view.
+    fn print_fleet(&self) {
+        let Some(fleet) = &self.fleet else {
+            return;
+        };
+        println!(
+            "\nfleet ({} node(s), from the {}):",
+            fleet.nodes.len(),
+            fleet.source
+        );
+        if fleet.nodes.is_empty() {
+            println!("  (none)");
+            return;
+        }
+        println!(
+            "  {:<20} {:<16} {:<9} {:<8} {:<28} HEARTBEAT",
+            "NODE", "KEY", "WAVE", "ACK", "ERROR"
+        );
+        for n in &fleet.nodes {
+            let wave = match (n.in_wave, n.position) {
+                (Some(true), Some(p)) => format!("in ({p})"),
+                (Some(false), Some(p)) => format!("out ({p})"),
+                _ => "-".to_owned(),
+            };
+            let (ack, error) = match &n.ack {
+                Some(a) => (
+                    printable(&a.status, 16),
+                    a.error
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), |e| printable(e, 80)),
+                ),
+                None if n.in_wave == Some(true) => ("PENDING".to_owned(), "-".to_owned()),
+                None => ("-".to_owned(), "-".to_owned()),
+            };
+            let beat = n.heartbeat.as_ref().map_or_else(
+                || "none".to_owned(),
+                |h| {
+                    format!(
+                        "{} installed {}, journal {}, {} s ago{}",
+                        h.agent_version
+                            .as_deref()
+                            .map_or("?".to_owned(), |v| printable(v, 32)),
+                        h.installed_version
+                            .as_deref()
+                            .map_or("?".to_owned(), |v| printable(v, 32)),
+                        h.journal_seq.map_or("?".to_owned(), |s| s.to_string()),
+                        h.age_secs,
+                        if h.stale { " STALE" } else { "" }
+                    )
+                },
+            );
+            println!(
+                "  {:<20} {:<16} {:<9} {:<8} {:<28} {}",
+                n.name
+                    .as_deref()
+                    .map_or("?".to_owned(), |s| printable(s, 64)),
+                short_npub(&n.pubkey),
+                wave,
+                ack,
+                error,
+                beat
+            );
+        }
+        match fleet.wave_complete {
+            Some(true) => println!("wave: complete (every node in the wave acknowledged success)"),
+            Some(false) => println!("wave: INCOMPLETE (exit status 3)"),
+            None => {}
+        }
     }
 
     fn print_acks(&self) {
@@ -330,4 +406,28 @@ impl Report {
             );
         }
     }
+}
+
+/// The fleet view as JSON (`fleet` in `govctl status --json`).
+fn fleet_json(fleet: &Fleet) -> Value {
+    json!({
+        "source": fleet.source,
+        "wave_complete": fleet.wave_complete,
+        "nodes": fleet.nodes.iter().map(|n| json!({
+            "name": n.name,
+            "npub": npub(&n.pubkey),
+            "in_wave": n.in_wave,
+            "position": n.position,
+            "ack": n.ack.as_ref().map(|a| json!({
+                "status": a.status, "error": a.error, "action_at": a.action_at,
+                "node_id": a.node_id, "id": a.id, "created_at": a.created_at,
+            })),
+            "heartbeat": n.heartbeat.as_ref().map(|h| json!({
+                "created_at": h.created_at, "age_secs": h.age_secs, "stale": h.stale,
+                "agent_version": h.agent_version, "installed_version": h.installed_version,
+                "journal_seq": h.journal_seq, "journal_head": h.journal_head,
+                "node_id": h.node_id,
+            })),
+        })).collect::<Vec<_>>(),
+    })
 }

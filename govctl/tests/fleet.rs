@@ -300,3 +300,282 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
     ]);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
 }
+
+/// A headless Chromium (Debian's `chromium`, which `.ci/run` installs):
+/// `None` when missing, unless `QUBE_REQUIRE_CHROMIUM` is set (CI), which
+/// fails the test instead.
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|name| {
+        std::process::Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("QUBE_REQUIRE_CHROMIUM").is_none(),
+            "QUBE_REQUIRE_CHROMIUM is set but chromium is not installed"
+        );
+        eprintln!(
+            "skipping the browser check: chromium is not installed (apt-get install chromium)"
+        );
+    }
+    found
+}
+
+/// Staged rollout seen from govctl (`docs/PROTOCOL.md` section 5.8): three
+/// agents with heartbeats on two relays and a fleet file. A 10 % wave that
+/// names node 2 runs on node 2 and on node 0 (its hash), not on node 1;
+/// `govctl status` exits 3 while a node in the wave has not acknowledged
+/// success and 0 once all have, reporting each node's ack and heartbeat.
+/// Then the upgrade for everyone runs on node 1 only. The `--html` page
+/// renders in headless Chromium with a row per node and its status.
+#[test]
+fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) = rt.block_on(async { (start_relay(false).await, start_relay(false).await) });
+    let env = Env::new();
+    let voters: Vec<(String, String)> = ["ann", "ben", "cid"]
+        .iter()
+        .map(|n| ((*n).to_owned(), env.keygen(n)))
+        .collect();
+    let pairs: Vec<(&str, &str)> = voters
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_str()))
+        .collect();
+    let both = format!("relays = [\"{}\", \"{}\"]", a.url, b.url);
+    std::fs::write(
+        env.path("fleet.toml"),
+        common::config_toml(&a.url, &pairs, 2).replace(&format!("relays = [\"{}\"]", a.url), &both),
+    )
+    .unwrap();
+    let node_keys: Vec<qube_agent::Keys> = (0..3u8).map(|i| qube_e2e::keys(50 + i)).collect();
+    let mut roster = String::new();
+    for (i, k) in node_keys.iter().enumerate() {
+        roster.push_str(&format!(
+            "[[nodes]]\nname = \"pillar-{i}\"\nnpub = \"{}\"\n\n",
+            qube_agent::core::nip19::encode_npub(&k.public_key())
+        ));
+    }
+    std::fs::write(env.path("nodes.toml"), roster).unwrap();
+
+    // Node 2's hook takes 3 s, so the wave is incomplete for a while.
+    let mut markers = Vec::new();
+    let mut agents = Vec::new();
+    for (i, keys) in node_keys.iter().enumerate() {
+        let dir = env.path(&format!("node{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let key_file = dir.join("node.key");
+        std::fs::write(&key_file, format!("{}\n", hex::encode(keys.secret_bytes()))).unwrap();
+        common::chmod(&key_file, 0o600);
+        let marker = dir.join("hook-ran");
+        let hook = dir.join("hook.sh");
+        let slow = if i == 2 { "sleep 3\n" } else { "" };
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\n{slow}echo \"$QUBE_VERSION\" >> {}\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        common::chmod(&hook, 0o755);
+        let relays = if i == 1 {
+            format!("\"{}\"", b.url)
+        } else {
+            format!("\"{}\", \"{}\"", a.url, b.url)
+        };
+        let beat = if i == 1 { &b.url } else { &a.url };
+        let mut toml = format!(
+            "network = \"hqz\"\nquorum = 2\nrelays = [{relays}]\nstate_dir = {:?}\n\
+             node_key = {key_file:?}\nnode_id = \"pillar-{i}\"\ncurrent_version = \"v1.0.0\"\n\n\
+             [heartbeat]\nrelays = [\"{beat}\"]\n",
+            dir.join("state")
+        );
+        for (name, npub) in &pairs {
+            toml.push_str(&format!(
+                "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "\n[upgrade]\ncommand = [{hook:?}]\ntimeout_secs = 10\n"
+        ));
+        let config = qube_agent::config::Config::from_toml_str(&toml)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+            .0;
+        let _runtime = rt.enter();
+        agents.push(qube_e2e::start_agent_in_process(config));
+        markers.push(marker);
+    }
+    let runs = |i: usize| {
+        std::fs::read_to_string(&markers[i])
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let status = || {
+        env.run(&[
+            "status",
+            "--config",
+            "fleet.toml",
+            "--fleet",
+            "nodes.toml",
+            "--json",
+            "--timeout",
+            "5",
+        ])
+    };
+
+    let propose = |name: &str, wave: bool| {
+        let mut args = vec![
+            "propose",
+            "upgrade",
+            "--version",
+            "v1.2.3",
+            "--network",
+            "hqz",
+            "--hash",
+            common::HASH,
+            "--name",
+            name,
+            "--passphrase-file",
+            "pass",
+            "--relay",
+            &a.url,
+            "--relay",
+            &b.url,
+        ];
+        let named = qube_agent::core::nip19::encode_npub(&node_keys[2].public_key());
+        let extra = ["--rollout", "10", "--node", named.as_str()];
+        if wave {
+            args.extend(extra);
+        }
+        common::assert_ok(&env.run(&args), &["propose", name]);
+    };
+    for name in ["ann", "ben"] {
+        propose(name, true);
+    }
+
+    // Incomplete while node 2's hook runs: exit status 3.
+    let first = status();
+    assert_eq!(first.status.code(), Some(3), "{first:?}");
+    assert!(
+        common::stderr(&first).contains("wave incomplete"),
+        "{}",
+        common::stderr(&first)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let out = status();
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(Instant::now() < deadline, "never complete: {out:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!((runs(0), runs(1), runs(2)), (1, 0, 1));
+    let fleet = &report["fleet"];
+    assert_eq!(fleet["wave_complete"], true, "{report}");
+    let nodes = fleet["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let expect = [
+        (true, Some("success")),
+        (false, None),
+        (true, Some("success")),
+    ];
+    for (i, (node, (in_wave, ack))) in nodes.iter().zip(expect).enumerate() {
+        assert_eq!(node["name"], format!("pillar-{i}"));
+        assert_eq!(node["in_wave"], in_wave, "{node}");
+        assert_eq!(node["ack"]["status"].as_str(), ack, "{node}");
+        assert_eq!(
+            node["heartbeat"]["node_id"],
+            format!("pillar-{i}"),
+            "{node}"
+        );
+        assert_eq!(node["heartbeat"]["stale"], false, "{node}");
+    }
+
+    // Everyone: node 1 now, nodes 0 and 2 not again.
+    std::thread::sleep(Duration::from_secs(1));
+    for name in ["ann", "ben"] {
+        propose(name, false);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let out = status();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let everyone = report["decision"]["proposal"]["rollout"].is_null();
+        if out.status.success() && everyone {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "never complete: {out:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!((runs(0), runs(1), runs(2)), (1, 1, 1));
+    for node in report["fleet"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["in_wave"], true, "{node}");
+        assert_eq!(node["ack"]["status"], "success", "{node}");
+    }
+
+    // The page: a row per node with its status, in a real browser.
+    env.ok(&[
+        "status",
+        "--config",
+        "fleet.toml",
+        "--fleet",
+        "nodes.toml",
+        "--html",
+        "fleet.html",
+        "--timeout",
+        "5",
+    ]);
+    let html = std::fs::read_to_string(env.path("fleet.html")).unwrap();
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    if let Some(browser) = chromium() {
+        let url = format!("file://{}", env.path("fleet.html").display());
+        let dom = std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&dom.stdout);
+        for keys in &node_keys {
+            let npub = qube_agent::core::nip19::encode_npub(&keys.public_key());
+            assert!(
+                dom.contains(&format!("data-node=\"{npub}\" data-status=\"success\"")),
+                "{npub} has no success row in the rendered DOM:\n{dom}"
+            );
+        }
+        assert!(dom.contains("Wave complete"), "{dom}");
+        let shot = env.path("fleet.png");
+        let out = std::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1400,500",
+            ])
+            .arg(format!("--screenshot={}", shot.display()))
+            .arg(&url)
+            .output()
+            .unwrap();
+        let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {out:?}"));
+        assert_eq!(png.get(..8), Some(&b"\x89PNG\r\n\x1a\n"[..]));
+        if let Some(keep) = std::env::var_os("QUBE_KEEP_SCREENSHOT") {
+            std::fs::copy(&shot, keep).unwrap();
+        }
+    }
+    for agent in agents {
+        agent.abort();
+    }
+}
