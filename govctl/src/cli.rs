@@ -79,6 +79,8 @@ pub enum Command {
     Hash(HashArgs),
     /// Tally the follows' current directives and list acknowledgements.
     Status(StatusArgs),
+    /// List past and current proposals with their votes and each node's acknowledgement.
+    History(HistoryArgs),
 }
 
 /// Which key to use and how to unlock it.
@@ -359,6 +361,43 @@ pub struct VerifyArgs {
 pub struct HashArgs {
     /// The artifact.
     pub file: PathBuf,
+}
+
+/// `govctl history`: the audit trail, from relays.
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Agent config: follows, and default network and relays.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Relay to read (repeatable) [default: the config's relays].
+    #[arg(long, value_name = "URL")]
+    pub relay: Vec<String>,
+    /// Network id [default: the config's].
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The d tag (without --config).
+    #[arg(
+        long,
+        value_name = "TAG",
+        default_value = "hyperqube",
+        conflicts_with = "config"
+    )]
+    pub d_tag: String,
+    /// Events created at or after TIME: unix seconds or RFC 3339 UTC (2026-12-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: String,
+    /// Events created at or before TIME [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the relays.
+    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Allow ws:// (unencrypted) to hosts other than loopback.
+    #[arg(long)]
+    pub allow_insecure_ws: bool,
 }
 
 /// `govctl status`.

@@ -17,6 +17,7 @@ mod draft;
 mod error;
 mod fleet;
 mod fleet_html;
+mod history;
 mod keycmd;
 mod keystore;
 mod limits;
@@ -136,6 +137,29 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             println!("{}", hex::encode(digest));
             Ok(())
+        }
+        Command::History(a) => {
+            let parse = |flag: &str, text: &str| {
+                time::parse_time(text).map_err(|e| {
+                    CliError::usage(format!("{flag}: {e}"))
+                        .hint("give unix seconds or RFC 3339 UTC, e.g. 2026-12-01T00:00:00Z")
+                })
+            };
+            history::run(&history::HistoryArgs {
+                config: a.config.as_deref(),
+                relays: &a.relay,
+                network: a.network.as_deref(),
+                d_tag: &a.d_tag,
+                since: parse("--since", &a.since)?,
+                until: a
+                    .until
+                    .as_deref()
+                    .map(|u| parse("--until", u))
+                    .transpose()?,
+                json: a.json,
+                timeout: Duration::from_secs(a.timeout),
+                allow_insecure_ws: a.allow_insecure_ws,
+            })
         }
         Command::Status(a) => status::run(&status::StatusArgs {
             config: a.config.as_deref(),

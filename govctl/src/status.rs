@@ -63,42 +63,92 @@ pub struct StatusArgs<'a> {
     pub stale_secs: u64,
 }
 
+/// Where `status` and `history` read, and what counts: from `--config`
+/// and the options that override it.
+pub(crate) struct Source {
+    /// The agent config, when given.
+    pub config: Option<Config>,
+    /// The network.
+    pub network: String,
+    /// The relays to read.
+    pub targets: Vec<RelayTarget>,
+    /// The directive rules (`d` tag, network, skew).
+    pub rules: qube_agent::core::directive::DirectiveRules,
+    /// The config's follows: pubkey to (name, role).
+    pub follows: BTreeMap<[u8; 32], (String, Role)>,
+}
+
+impl Source {
+    /// Loads the config (if any) and resolves network, relays and rules.
+    ///
+    /// # Errors
+    /// A bad config, no network, or a bad relay URL.
+    pub(crate) fn resolve(
+        config: Option<&Path>,
+        relays: &[String],
+        network: Option<&str>,
+        d_tag: &str,
+        allow_insecure_ws: bool,
+    ) -> Result<Source> {
+        let config = match config {
+            Some(path) => Some(crate::config_edit::load_config(path)?),
+            None => None,
+        };
+        let network = match (network, &config) {
+            (Some(n), _) => n.to_owned(),
+            (None, Some(c)) => c.network().to_owned(),
+            (None, None) => {
+                return Err(CliError::usage("no network given")
+                    .hint("add --network NAME (e.g. hqz) or --config FILE"))
+            }
+        };
+        let relay_urls: Vec<String> = match (&config, relays.is_empty()) {
+            (Some(c), true) => c.relays().iter().map(|r| r.as_str().to_owned()).collect(),
+            _ => relays.to_vec(),
+        };
+        let allow_insecure = allow_insecure_ws
+            || config
+                .as_ref()
+                .is_some_and(|c| c.policy().allow_insecure_ws());
+        let targets = relays::targets(&relay_urls, allow_insecure)?;
+        let mut rules = match &config {
+            Some(c) => c.directive_rules(),
+            None => rules(&network, d_tag),
+        };
+        rules.network.clone_from(&network);
+        let follows = config
+            .iter()
+            .flat_map(|c| c.follows())
+            .map(|f| (*f.pubkey(), (f.name().to_owned(), f.role())))
+            .collect();
+        Ok(Source {
+            config,
+            network,
+            targets,
+            rules,
+            follows,
+        })
+    }
+}
+
 /// Runs `govctl status`.
 ///
 /// # Errors
 /// Bad options or config, no relay answered, or an impossible quorum.
 pub fn run(args: &StatusArgs<'_>) -> Result<()> {
-    let config = match args.config {
-        Some(path) => Some(crate::config_edit::load_config(path)?),
-        None => None,
-    };
-    let network = match (args.network, &config) {
-        (Some(n), _) => n.to_owned(),
-        (None, Some(c)) => c.network().to_owned(),
-        (None, None) => {
-            return Err(CliError::usage("no network given")
-                .hint("add --network NAME (e.g. hqz) or --config FILE"))
-        }
-    };
-    let relay_urls: Vec<String> = match (&config, args.relays.is_empty()) {
-        (Some(c), true) => c.relays().iter().map(|r| r.as_str().to_owned()).collect(),
-        _ => args.relays.to_vec(),
-    };
-    let allow_insecure = args.allow_insecure_ws
-        || config
-            .as_ref()
-            .is_some_and(|c| c.policy().allow_insecure_ws());
-    let targets = relays::targets(&relay_urls, allow_insecure)?;
-    let mut rules = match &config {
-        Some(c) => c.directive_rules(),
-        None => rules(&network, args.d_tag),
-    };
-    rules.network.clone_from(&network);
-    let follows: BTreeMap<[u8; 32], (String, Role)> = config
-        .iter()
-        .flat_map(|c| c.follows())
-        .map(|f| (*f.pubkey(), (f.name().to_owned(), f.role())))
-        .collect();
+    let Source {
+        config,
+        network,
+        targets,
+        rules,
+        follows,
+    } = Source::resolve(
+        args.config,
+        args.relays,
+        args.network,
+        args.d_tag,
+        args.allow_insecure_ws,
+    )?;
 
     let runtime = relays::runtime()?;
     let directive_filter = Filter {
@@ -348,7 +398,7 @@ fn latest_acks(events: &[Event], proposal: &Proposal) -> Vec<AckRow> {
 /// Subscribes with `filter` until every relay has sent its stored events
 /// (EOSE) or failed, or `timeout` passes; returns the events (verified by
 /// the relay client, deduplicated) and what each relay did.
-async fn fetch(
+pub(crate) async fn fetch(
     targets: Vec<RelayTarget>,
     filter: Filter,
     timeout: Duration,

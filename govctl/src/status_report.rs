@@ -123,7 +123,7 @@ pub struct Report {
     pub fleet: Option<Fleet>,
 }
 
-fn proposal_json(p: &Proposal) -> Value {
+pub(crate) fn proposal_json(p: &Proposal) -> Value {
     json!({
         "action": p.action.as_str(),
         "version": p.version,

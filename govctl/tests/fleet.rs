@@ -579,3 +579,140 @@ fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
         agent.abort();
     }
 }
+
+/// `govctl history --since` (the audit trail): a proposal whose directives
+/// have expired is still listed, with its votes (marked expired) and the
+/// node's acknowledgement.
+#[test]
+fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let voters: Vec<(String, String)> = ["ann", "ben"]
+        .iter()
+        .map(|n| ((*n).to_owned(), env.keygen(n)))
+        .collect();
+    let pairs: Vec<(&str, &str)> = voters
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_str()))
+        .collect();
+    std::fs::write(
+        env.path("agent.toml"),
+        common::config_toml(&relay.url, &pairs, 2),
+    )
+    .unwrap();
+    let dir = env.path("node");
+    std::fs::create_dir(&dir).unwrap();
+    let mut toml = format!(
+        "network = \"hqz\"\nquorum = 2\nrelays = [\"{}\"]\nstate_dir = {:?}\n\
+         node_id = \"pillar-h\"\ncurrent_version = \"v1.0.0\"\n",
+        relay.url,
+        dir.join("state")
+    );
+    for (name, npub) in &pairs {
+        toml.push_str(&format!(
+            "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
+        ));
+    }
+    toml.push_str("\n[upgrade]\ncommand = [\"/bin/true\"]\n");
+    let config = qube_agent::config::Config::from_toml_str(&toml).unwrap().0;
+    let agent = {
+        let _runtime = rt.enter();
+        qube_e2e::start_agent_in_process(config)
+    };
+    let since = qube_agent::now() - 5;
+    for name in ["ann", "ben"] {
+        common::assert_ok(
+            &env.run(&[
+                "propose",
+                "upgrade",
+                "--version",
+                "v1.2.3",
+                "--network",
+                "hqz",
+                "--hash",
+                common::HASH,
+                "--expires-in",
+                "4s",
+                "--name",
+                name,
+                "--passphrase-file",
+                "pass",
+                "--relay",
+                &relay.url,
+            ]),
+            &["propose", name],
+        );
+    }
+    // After the votes expired: still in the history, with the node's ack.
+    std::thread::sleep(Duration::from_secs(5));
+    let since_text = since.to_string();
+    let history = || {
+        let json = env.ok(&[
+            "history",
+            "--config",
+            "agent.toml",
+            "--since",
+            &since_text,
+            "--json",
+            "--timeout",
+            "5",
+        ]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let report = history();
+        if report["proposals"][0]["acks"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break report;
+        }
+        assert!(Instant::now() < deadline, "no ack in the history: {report}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let proposals = report["proposals"].as_array().unwrap();
+    assert_eq!(proposals.len(), 1, "{report}");
+    assert_eq!(proposals[0]["proposal"]["version"], "v1.2.3");
+    let votes = proposals[0]["votes"].as_array().unwrap();
+    let mut names: Vec<&str> = votes.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ann", "ben"]);
+    assert!(votes.iter().all(|v| v["expired"] == true), "{report}");
+    let acks = proposals[0]["acks"].as_array().unwrap();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0]["node_id"], "pillar-h");
+    assert_eq!(acks[0]["status"], "success");
+    let text = env.ok(&[
+        "history",
+        "--config",
+        "agent.toml",
+        "--since",
+        &since_text,
+        "--timeout",
+        "5",
+    ]);
+    assert!(text.contains("upgrade \"v1.2.3\""), "{text}");
+    assert!(text.contains("(expired "), "{text}");
+    assert!(text.contains("ack pillar-h"), "{text}");
+    // Before the window: nothing.
+    let later = (qube_agent::now() + 60).to_string();
+    let empty = env.ok(&[
+        "history",
+        "--config",
+        "agent.toml",
+        "--since",
+        &later,
+        "--json",
+        "--timeout",
+        "5",
+    ]);
+    let empty: serde_json::Value = serde_json::from_str(&empty).unwrap();
+    assert_eq!(empty["proposals"].as_array().unwrap().len(), 0, "{empty}");
+    agent.abort();
+}
