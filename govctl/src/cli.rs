@@ -398,6 +398,10 @@ pub struct HistoryArgs {
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
     pub allow_insecure_ws: bool,
+    /// Fleet file ([[nodes]] with name and npub): also list, per proposal, the nodes in its wave
+    /// that have not acknowledged it.
+    #[arg(long, value_name = "PATH")]
+    pub fleet: Option<PathBuf>,
 }
 
 /// `govctl status`.

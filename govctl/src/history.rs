@@ -49,6 +49,9 @@ pub struct HistoryArgs<'a> {
     pub timeout: Duration,
     /// Allow `ws://` to non-loopback hosts.
     pub allow_insecure_ws: bool,
+    /// Fleet file: with it, each proposal also lists the roster's nodes in
+    /// its wave that have not acknowledged it.
+    pub fleet: Option<&'a Path>,
 }
 
 /// One vote in the history.
@@ -154,6 +157,7 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
         args.d_tag,
         args.allow_insecure_ws,
     )?;
+    let roster = args.fleet.map(crate::fleet::load).transpose()?;
     let now = qube_agent::now();
     let runtime = relays::runtime()?;
     let window = |kind: u16| Filter {
@@ -216,6 +220,17 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
     rows.sort_by_key(|(_, votes, _)| {
         std::cmp::Reverse(votes.iter().map(|v| v.created_at).max().unwrap_or(0))
     });
+    // Roster nodes in each proposal's wave that have not answered.
+    let silent = |p: &Proposal, node_acks: &[NodeAck]| -> Option<Vec<String>> {
+        let roster = roster.as_ref()?;
+        Some(
+            roster
+                .iter()
+                .filter(|(_, key)| p.in_wave(key) && !node_acks.iter().any(|a| a.signer == *key))
+                .map(|(name, _)| name.clone())
+                .collect(),
+        )
+    };
     // Acks of proposals whose directives the relays no longer hold.
     let mut orphans: BTreeMap<AckKey, Vec<&Event>> = BTreeMap::new();
     for (key, event) in &acks {
@@ -240,6 +255,7 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
                     "expired": v.expiration.is_some_and(|x| now >= x),
                 })).collect::<Vec<_>>(),
                 "acks": node_acks.iter().map(ack_json).collect::<Vec<_>>(),
+                "not_answered": silent(p, node_acks),
             })).collect::<Vec<_>>(),
             "acks_without_directives": orphans.iter().map(|(k, events)| json!({
                 "action": k.0, "version": k.1, "network": k.2, "hash": k.3,
@@ -284,6 +300,16 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
             );
         }
         print_acks(node_acks);
+        if let Some(names) = silent(p, node_acks) {
+            if names.is_empty() {
+                println!("    every node of the fleet file in its wave answered");
+            } else {
+                println!(
+                    "    not answered (in its wave): {}",
+                    printable(&names.join(", "), 400)
+                );
+            }
+        }
     }
     for (k, events) in &orphans {
         println!(

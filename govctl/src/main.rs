@@ -159,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
                 json: a.json,
                 timeout: Duration::from_secs(a.timeout),
                 allow_insecure_ws: a.allow_insecure_ws,
+                fleet: a.fleet.as_deref(),
             })
         }
         Command::Status(a) => status::run(&status::StatusArgs {

@@ -688,6 +688,31 @@ fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0]["node_id"], "pillar-h");
     assert_eq!(acks[0]["status"], "success");
+    // With a fleet file: the node that never answered is named.
+    let silent = qube_agent::core::nip19::encode_npub(&qube_e2e::keys(61).public_key());
+    std::fs::write(
+        env.path("nodes.toml"),
+        format!("[[nodes]]\nname = \"pillar-x\"\nnpub = \"{silent}\"\n"),
+    )
+    .unwrap();
+    let json = env.ok(&[
+        "history",
+        "--config",
+        "agent.toml",
+        "--since",
+        &since_text,
+        "--fleet",
+        "nodes.toml",
+        "--json",
+        "--timeout",
+        "5",
+    ]);
+    let with_fleet: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        with_fleet["proposals"][0]["not_answered"],
+        serde_json::json!(["pillar-x"]),
+        "{json}"
+    );
     let text = env.ok(&[
         "history",
         "--config",
