@@ -363,50 +363,9 @@ pub struct HashArgs {
     pub file: PathBuf,
 }
 
-/// `govctl history`: the audit trail, from relays.
+/// Where `status` and `history` read, and which directives count.
 #[derive(Args)]
-pub struct HistoryArgs {
-    /// Agent config: follows, and default network and relays.
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Relay to read (repeatable) [default: the config's relays].
-    #[arg(long, value_name = "URL")]
-    pub relay: Vec<String>,
-    /// Network id [default: the config's].
-    #[arg(long)]
-    pub network: Option<String>,
-    /// The d tag (without --config).
-    #[arg(
-        long,
-        value_name = "TAG",
-        default_value = "hyperqube",
-        conflicts_with = "config"
-    )]
-    pub d_tag: String,
-    /// Events created at or after TIME: unix seconds or RFC 3339 UTC (2026-12-01T00:00:00Z).
-    #[arg(long, value_name = "TIME")]
-    pub since: String,
-    /// Events created at or before TIME [default: now].
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Seconds to wait for the relays.
-    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
-    pub timeout: u64,
-    /// Allow ws:// (unencrypted) to hosts other than loopback.
-    #[arg(long)]
-    pub allow_insecure_ws: bool,
-    /// Fleet file ([[nodes]] with name and npub): also list, per proposal, the nodes in its wave
-    /// that have not acknowledged it.
-    #[arg(long, value_name = "PATH")]
-    pub fleet: Option<PathBuf>,
-}
-
-/// `govctl status`.
-#[derive(Args)]
-pub struct StatusArgs {
+pub struct SourceArgs {
     /// Agent config: follows, quorum, and default network and relays.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -424,22 +383,44 @@ pub struct StatusArgs {
         conflicts_with = "config"
     )]
     pub d_tag: String,
-    /// Quorum to tally with [default: the config's; without one, a majority of the authors].
-    #[arg(long, value_name = "N")]
-    pub quorum: Option<usize>,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
     /// Seconds to wait for the relays.
     #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
     pub allow_insecure_ws: bool,
-    /// Fleet file: the nodes that should answer ([[nodes]] with name and npub) [default: every
-    /// node whose heartbeat a relay holds].
+    /// Fleet file: the nodes that should answer ([[nodes]] with name and npub) [default for
+    /// status: every node whose heartbeat a relay holds].
     #[arg(long, value_name = "PATH")]
     pub fleet: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `govctl history`: the audit trail, from relays.
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
+    /// Events created at or after TIME: unix seconds or RFC 3339 UTC (2026-12-01T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: String,
+    /// Events created at or before TIME [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+/// `govctl status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
+    /// Quorum to tally with [default: the config's; without one, a majority of the authors].
+    #[arg(long, value_name = "N")]
+    pub quorum: Option<usize>,
     /// Also write the fleet table as one self-contained HTML page (no scripts, no external
     /// resources) to FILE, replacing it atomically.
     #[arg(long, value_name = "FILE")]

@@ -133,20 +133,13 @@ pub fn load(path: &Path) -> Result<Vec<(String, [u8; 32])>> {
     Ok(nodes)
 }
 
-/// The latest valid heartbeat per node among `events`, for `network`,
-/// at `now` (unix seconds), stale after `stale_secs`.
-pub fn heartbeats(
-    events: &[Event],
-    network: &str,
-    now: u64,
-    stale_secs: u64,
-) -> BTreeMap<[u8; 32], HeartbeatRow> {
+/// The newest of `events` per author (by `created_at`; the first seen of
+/// equal ones).
+pub fn latest_per_author<'a>(
+    events: impl Iterator<Item = &'a Event>,
+) -> BTreeMap<[u8; 32], &'a Event> {
     let mut latest: BTreeMap<[u8; 32], &Event> = BTreeMap::new();
-    for event in events.iter().filter(|e| e.kind == HEARTBEAT_KIND) {
-        let d = format!("qube-agent/{network}/{}", hex::encode(event.pubkey));
-        if event.tag_value("d") != Some(d.as_str()) {
-            continue;
-        }
+    for event in events {
         if latest
             .get(&event.pubkey)
             .is_none_or(|old| event.created_at > old.created_at)
@@ -155,6 +148,21 @@ pub fn heartbeats(
         }
     }
     latest
+}
+
+/// The latest valid heartbeat per node among `events`, for `network`,
+/// at `now` (unix seconds), stale after `stale_secs`.
+pub fn heartbeats(
+    events: &[Event],
+    network: &str,
+    now: u64,
+    stale_secs: u64,
+) -> BTreeMap<[u8; 32], HeartbeatRow> {
+    let own_d = |e: &&Event| {
+        let d = format!("qube-agent/{network}/{}", hex::encode(e.pubkey));
+        e.kind == HEARTBEAT_KIND && e.tag_value("d") == Some(d.as_str())
+    };
+    latest_per_author(events.iter().filter(own_d))
         .into_iter()
         .map(|(key, event)| {
             let v: serde_json::Value = serde_json::from_str(&event.content).unwrap_or_default();

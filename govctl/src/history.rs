@@ -11,7 +11,6 @@
 //! whose directives are gone are listed apart, by what they name.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use qube_agent::core::ack::ACK_KIND;
@@ -19,6 +18,7 @@ use qube_agent::core::directive::{Directive, Proposal, DIRECTIVE_KIND};
 use qube_agent::{Event, Filter};
 use serde_json::{json, Value};
 
+use crate::cli::HistoryArgs;
 use crate::error::Result;
 use crate::keycmd::npub;
 use crate::relays;
@@ -28,31 +28,6 @@ use crate::time::format_utc;
 
 /// Most events read per kind and relay.
 const FETCH_LIMIT: u64 = 5000;
-
-/// Settings of `govctl history`.
-pub struct HistoryArgs<'a> {
-    /// Agent config: follows, network, relays.
-    pub config: Option<&'a Path>,
-    /// Relays (default: the config's).
-    pub relays: &'a [String],
-    /// Network (default: the config's).
-    pub network: Option<&'a str>,
-    /// `d` tag when there is no config.
-    pub d_tag: &'a str,
-    /// From, unix seconds (`created_at` of the events).
-    pub since: u64,
-    /// Until, unix seconds.
-    pub until: Option<u64>,
-    /// Print JSON instead of text.
-    pub json: bool,
-    /// How long to wait for each fetch.
-    pub timeout: Duration,
-    /// Allow `ws://` to non-loopback hosts.
-    pub allow_insecure_ws: bool,
-    /// Fleet file: with it, each proposal also lists the roster's nodes in
-    /// its wave that have not acknowledged it.
-    pub fleet: Option<&'a Path>,
-}
 
 /// One vote in the history.
 struct Vote {
@@ -98,16 +73,7 @@ fn names(proposal: &Proposal, key: &AckKey) -> bool {
 
 /// The latest ack per signer among `acks`.
 fn latest_per_node<'a>(acks: impl Iterator<Item = &'a Event>) -> Vec<NodeAck> {
-    let mut by_node: BTreeMap<[u8; 32], &Event> = BTreeMap::new();
-    for e in acks {
-        if by_node
-            .get(&e.pubkey)
-            .is_none_or(|old| e.created_at > old.created_at)
-        {
-            by_node.insert(e.pubkey, e);
-        }
-    }
-    by_node
+    crate::fleet::latest_per_author(acks)
         .into_values()
         .map(|e| NodeAck {
             node_id: e.tag_value("node_id").unwrap_or("?").to_owned(),
@@ -149,21 +115,22 @@ fn print_acks(acks: &[NodeAck]) {
 /// # Errors
 /// Bad options or config; a relay that cannot be reached is reported in
 /// the output, not as an error.
-pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
-    let source = Source::resolve(
-        args.config,
-        args.relays,
-        args.network,
-        args.d_tag,
-        args.allow_insecure_ws,
-    )?;
-    let roster = args.fleet.map(crate::fleet::load).transpose()?;
+/// `since` and `until` are unix seconds (`--since`, `--until` parsed).
+pub fn run(args: &HistoryArgs, since: u64, until: Option<u64>) -> Result<()> {
+    let source = Source::resolve(&args.source)?;
+    let timeout = Duration::from_secs(args.source.timeout);
+    let roster = args
+        .source
+        .fleet
+        .as_deref()
+        .map(crate::fleet::load)
+        .transpose()?;
     let now = qube_agent::now();
     let runtime = relays::runtime()?;
     let window = |kind: u16| Filter {
         kinds: vec![kind],
-        since: Some(args.since),
-        until: args.until,
+        since: Some(since),
+        until,
         limit: Some(FETCH_LIMIT),
         ..Filter::default()
     };
@@ -172,16 +139,10 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
         tags: BTreeMap::from([('d', vec![source.rules.d_tag.clone()])]),
         ..window(DIRECTIVE_KIND)
     };
-    let (directive_events, relay_rows) = runtime.block_on(fetch(
-        source.targets.clone(),
-        directive_filter,
-        args.timeout,
-    ));
-    let (ack_events, _) = runtime.block_on(fetch(
-        source.targets.clone(),
-        window(ACK_KIND),
-        args.timeout,
-    ));
+    let (directive_events, relay_rows) =
+        runtime.block_on(fetch(source.targets.clone(), directive_filter, timeout));
+    let (ack_events, _) =
+        runtime.block_on(fetch(source.targets.clone(), window(ACK_KIND), timeout));
 
     // Proposals and their votes, expired and replaced ones included.
     let mut proposals: BTreeMap<Proposal, Vec<Vote>> = BTreeMap::new();
@@ -239,11 +200,11 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
         }
     }
 
-    if args.json {
+    if args.source.json {
         let value = json!({
             "network": source.network,
-            "since": args.since,
-            "until": args.until,
+            "since": since,
+            "until": until,
             "relays": relay_rows.iter().map(|r| json!({
                 "url": r.url, "answered": r.answered, "error": r.error,
             })).collect::<Vec<_>>(),
@@ -271,9 +232,8 @@ pub fn run(args: &HistoryArgs<'_>) -> Result<()> {
     println!(
         "history of network {} since {}{}",
         printable(&source.network, 64),
-        format_utc(args.since),
-        args.until
-            .map_or_else(String::new, |u| format!(" until {}", format_utc(u)))
+        format_utc(since),
+        until.map_or_else(String::new, |u| format!(" until {}", format_utc(u)))
     );
     for r in relay_rows.iter().filter(|r| !r.answered) {
         println!(

@@ -145,36 +145,15 @@ fn run(cli: Cli) -> Result<()> {
                         .hint("give unix seconds or RFC 3339 UTC, e.g. 2026-12-01T00:00:00Z")
                 })
             };
-            history::run(&history::HistoryArgs {
-                config: a.config.as_deref(),
-                relays: &a.relay,
-                network: a.network.as_deref(),
-                d_tag: &a.d_tag,
-                since: parse("--since", &a.since)?,
-                until: a
-                    .until
-                    .as_deref()
-                    .map(|u| parse("--until", u))
-                    .transpose()?,
-                json: a.json,
-                timeout: Duration::from_secs(a.timeout),
-                allow_insecure_ws: a.allow_insecure_ws,
-                fleet: a.fleet.as_deref(),
-            })
+            let since = parse("--since", &a.since)?;
+            let until = a
+                .until
+                .as_deref()
+                .map(|u| parse("--until", u))
+                .transpose()?;
+            history::run(&a, since, until)
         }
-        Command::Status(a) => status::run(&status::StatusArgs {
-            config: a.config.as_deref(),
-            relays: &a.relay,
-            network: a.network.as_deref(),
-            d_tag: &a.d_tag,
-            quorum: a.quorum,
-            json: a.json,
-            timeout: Duration::from_secs(a.timeout),
-            allow_insecure_ws: a.allow_insecure_ws,
-            fleet: a.fleet.as_deref(),
-            html: a.html.as_deref(),
-            stale_secs: a.stale_after,
-        }),
+        Command::Status(a) => status::run(&a),
     }
 }
 

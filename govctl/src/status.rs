@@ -16,7 +16,6 @@
 //! signer claims, so the signer is shown too.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use qube_agent::config::{Config, Role};
@@ -29,6 +28,7 @@ use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter};
 use tokio::time::Instant;
 
+use crate::cli::{SourceArgs, StatusArgs};
 use crate::error::{CliError, Result};
 use crate::propose::rules;
 use crate::relays;
@@ -36,32 +36,6 @@ use crate::show::printable;
 use crate::status_report::{
     AckRow, DirectiveRow, ProposalRow, RefusedRow, RelayRow, Report, MAX_REFUSED_SHOWN,
 };
-
-/// Settings of `govctl status`.
-pub struct StatusArgs<'a> {
-    /// Agent config: follows, quorum, network, relays, policy.
-    pub config: Option<&'a Path>,
-    /// Relays (default: the config's).
-    pub relays: &'a [String],
-    /// Network (default: the config's).
-    pub network: Option<&'a str>,
-    /// `d` tag when there is no config.
-    pub d_tag: &'a str,
-    /// Quorum override.
-    pub quorum: Option<usize>,
-    /// Print JSON instead of tables.
-    pub json: bool,
-    /// How long to wait for each fetch.
-    pub timeout: Duration,
-    /// Allow `ws://` to non-loopback hosts.
-    pub allow_insecure_ws: bool,
-    /// Fleet file (the roster).
-    pub fleet: Option<&'a Path>,
-    /// Where to write the HTML page.
-    pub html: Option<&'a Path>,
-    /// Heartbeats older than this (seconds) are stale.
-    pub stale_secs: u64,
-}
 
 /// Where `status` and `history` read, and what counts: from `--config`
 /// and the options that override it.
@@ -83,18 +57,13 @@ impl Source {
     ///
     /// # Errors
     /// A bad config, no network, or a bad relay URL.
-    pub(crate) fn resolve(
-        config: Option<&Path>,
-        relays: &[String],
-        network: Option<&str>,
-        d_tag: &str,
-        allow_insecure_ws: bool,
-    ) -> Result<Source> {
-        let config = match config {
+    pub(crate) fn resolve(args: &SourceArgs) -> Result<Source> {
+        let (relays, d_tag) = (&args.relay, args.d_tag.as_str());
+        let config = match &args.config {
             Some(path) => Some(crate::config_edit::load_config(path)?),
             None => None,
         };
-        let network = match (network, &config) {
+        let network = match (args.network.as_deref(), &config) {
             (Some(n), _) => n.to_owned(),
             (None, Some(c)) => c.network().to_owned(),
             (None, None) => {
@@ -106,7 +75,7 @@ impl Source {
             (Some(c), true) => c.relays().iter().map(|r| r.as_str().to_owned()).collect(),
             _ => relays.to_vec(),
         };
-        let allow_insecure = allow_insecure_ws
+        let allow_insecure = args.allow_insecure_ws
             || config
                 .as_ref()
                 .is_some_and(|c| c.policy().allow_insecure_ws());
@@ -135,20 +104,15 @@ impl Source {
 ///
 /// # Errors
 /// Bad options or config, no relay answered, or an impossible quorum.
-pub fn run(args: &StatusArgs<'_>) -> Result<()> {
+pub fn run(args: &StatusArgs) -> Result<()> {
     let Source {
         config,
         network,
         targets,
         rules,
         follows,
-    } = Source::resolve(
-        args.config,
-        args.relays,
-        args.network,
-        args.d_tag,
-        args.allow_insecure_ws,
-    )?;
+    } = Source::resolve(&args.source)?;
+    let timeout = Duration::from_secs(args.source.timeout);
 
     let runtime = relays::runtime()?;
     let directive_filter = Filter {
@@ -157,8 +121,7 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
         tags: BTreeMap::from([('d', vec![rules.d_tag.clone()])]),
         ..Filter::default()
     };
-    let (events, relay_rows) =
-        runtime.block_on(fetch(targets.clone(), directive_filter, args.timeout));
+    let (events, relay_rows) = runtime.block_on(fetch(targets.clone(), directive_filter, timeout));
     if relay_rows.iter().all(|r| !r.answered) {
         let reasons: Vec<String> = relay_rows
             .iter()
@@ -302,22 +265,27 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
                 tags: BTreeMap::from([('a', addresses)]),
                 ..Filter::default()
             };
-            let (events, _) = runtime.block_on(fetch(targets.clone(), filter, args.timeout));
+            let (events, _) = runtime.block_on(fetch(targets.clone(), filter, timeout));
             report.acks = latest_acks(&events, proposal);
         }
         report.decision = Some(decision);
     }
 
     // The fleet view: the roster and each node's heartbeat.
-    let roster = args.fleet.map(crate::fleet::load).transpose()?;
+    let roster = args
+        .source
+        .fleet
+        .as_deref()
+        .map(crate::fleet::load)
+        .transpose()?;
     let heartbeat_filter = Filter {
         kinds: vec![crate::fleet::HEARTBEAT_KIND],
         authors: roster.iter().flatten().map(|(_, key)| *key).collect(),
         limit: Some(1000),
         ..Filter::default()
     };
-    let (beat_events, _) = runtime.block_on(fetch(targets, heartbeat_filter, args.timeout));
-    let beats = crate::fleet::heartbeats(&beat_events, &report.network, now, args.stale_secs);
+    let (beat_events, _) = runtime.block_on(fetch(targets, heartbeat_filter, timeout));
+    let beats = crate::fleet::heartbeats(&beat_events, &report.network, now, args.stale_after);
     if roster.is_some() || !beats.is_empty() {
         let winner = match &report.decision {
             Some(Decision::Run { proposal, .. }) => Some(proposal.clone()),
@@ -331,10 +299,10 @@ pub fn run(args: &StatusArgs<'_>) -> Result<()> {
         ));
     }
 
-    if let Some(path) = args.html {
+    if let Some(path) = &args.html {
         crate::config_edit::replace_file(path, &crate::fleet_html::page(&report, now), 0o644)?;
     }
-    if args.json {
+    if args.source.json {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| CliError::failure(format!("cannot serialize: {e}")))?;
         println!("{text}");

@@ -12,25 +12,84 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{start_relay, Env};
+use common::{pairs, runtime, start_relay, voters, Env};
+
+/// One in-process agent of a test fleet.
+struct NodeSpec<'a> {
+    /// `node_id` is `pillar-<i>`; its files are in `node<i>/`.
+    i: usize,
+    /// The `relays` array's contents (quoted URLs, comma-separated).
+    relays: String,
+    /// Its node key, when the test needs to know it.
+    key: Option<&'a qube_agent::Keys>,
+    /// Lines the hook runs before it records the run.
+    hook_prefix: &'a str,
+    /// More TOML: top-level lines (before the follows).
+    top: String,
+    /// More TOML after `[upgrade]` (e.g. a health table).
+    upgrade: &'a str,
+}
+
+/// Starts the agent of `spec` in-process (quorum 2 of `voters`, installed
+/// v1.0.0, an upgrade hook that appends `$QUBE_VERSION` to its marker);
+/// returns its task and its marker file.
+fn start_node(
+    rt: &tokio::runtime::Runtime,
+    env: &Env,
+    voters: &[(&str, &str)],
+    spec: &NodeSpec<'_>,
+) -> (tokio::task::JoinHandle<()>, std::path::PathBuf) {
+    let i = spec.i;
+    let dir = env.path(&format!("node{i}"));
+    std::fs::create_dir(&dir).unwrap();
+    let marker = dir.join("hook-ran");
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n{}echo \"$QUBE_VERSION\" >> {}\n",
+            spec.hook_prefix,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    common::chmod(&hook, 0o755);
+    let key_line = spec.key.map_or_else(String::new, |keys| {
+        let key_file = dir.join("node.key");
+        std::fs::write(&key_file, format!("{}\n", hex::encode(keys.secret_bytes()))).unwrap();
+        common::chmod(&key_file, 0o600);
+        format!("node_key = {key_file:?}\n")
+    });
+    let mut toml = format!(
+        "network = \"hqz\"\nquorum = 2\nrelays = [{}]\nstate_dir = {:?}\n{key_line}\
+         node_id = \"pillar-{i}\"\ncurrent_version = \"v1.0.0\"\n{}\n",
+        spec.relays,
+        dir.join("state"),
+        spec.top
+    );
+    for (name, npub) in voters {
+        toml.push_str(&format!(
+            "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "\n[upgrade]\ncommand = [{hook:?}]\ntimeout_secs = 10\n{}",
+        spec.upgrade
+    ));
+    let config = qube_agent::config::Config::from_toml_str(&toml)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+        .0;
+    let _runtime = rt.enter();
+    (qube_e2e::start_agent_in_process(config), marker)
+}
 
 #[test]
 fn three_nodes_on_two_relays_ack_and_govctl_status_lists_them() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (a, b) = rt.block_on(async { (start_relay(false).await, start_relay(false).await) });
     let env = Env::new();
-    let voters: Vec<(String, String)> = ["ann", "ben", "cid"]
-        .iter()
-        .map(|n| ((*n).to_owned(), env.keygen(n)))
-        .collect();
-    let pairs: Vec<(&str, &str)> = voters
-        .iter()
-        .map(|(n, k)| (n.as_str(), k.as_str()))
-        .collect();
+    let voters = voters(&env, &["ann", "ben", "cid"]);
+    let pairs = pairs(&voters);
     let both = format!("relays = [\"{}\", \"{}\"]", a.url, b.url);
     let fleet =
         common::config_toml(&a.url, &pairs, 2).replace(&format!("relays = [\"{}\"]", a.url), &both);
@@ -45,69 +104,28 @@ fn three_nodes_on_two_relays_ack_and_govctl_status_lists_them() {
     ];
     let mut agents = Vec::new();
     let mut markers = Vec::new();
-    for (i, relays) in relays_of.iter().enumerate() {
-        let dir = env.path(&format!("node{i}"));
-        std::fs::create_dir(&dir).unwrap();
-        let marker = dir.join("hook-ran");
-        let hook = dir.join("hook.sh");
-        std::fs::write(
-            &hook,
-            format!(
-                "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
-                marker.display()
-            ),
-        )
-        .unwrap();
-        common::chmod(&hook, 0o755);
+    for (i, relays) in relays_of.into_iter().enumerate() {
         let health = if i == 2 {
             "\n[upgrade.health]\ncommand = [\"/bin/false\"]\nsettle_secs = 0\nwindow_secs = 0\n"
         } else {
             ""
         };
-        let mut toml = format!(
-            "network = \"hqz\"\nquorum = 2\nrelays = [{relays}]\nstate_dir = {:?}\n\
-             node_id = \"pillar-{i}\"\ncurrent_version = \"v1.0.0\"\n",
-            dir.join("state")
-        );
-        for (name, npub) in &pairs {
-            toml.push_str(&format!(
-                "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
-            ));
-        }
-        toml.push_str(&format!(
-            "\n[upgrade]\ncommand = [{hook:?}]\ntimeout_secs = 10\n{health}"
-        ));
-        let config = qube_agent::config::Config::from_toml_str(&toml)
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
-            .0;
-        let _runtime = rt.enter();
-        agents.push(qube_e2e::start_agent_in_process(config));
+        let spec = NodeSpec {
+            i,
+            relays,
+            key: None,
+            hook_prefix: "",
+            top: String::new(),
+            upgrade: health,
+        };
+        let (agent, marker) = start_node(&rt, &env, &pairs, &spec);
+        agents.push(agent);
         markers.push(marker);
     }
 
     // ann and ben sign the same upgrade and publish it to both relays.
     for name in ["ann", "ben"] {
-        common::assert_ok(
-            &env.run(&[
-                "propose",
-                "upgrade",
-                "--version",
-                "v1.2.3",
-                "--network",
-                "hqz",
-                "--hash",
-                common::HASH,
-                "--name",
-                name,
-                "--passphrase-file",
-                "pass",
-                "--relay",
-                &a.url,
-                "--relay",
-                &b.url,
-            ]),
-            &["propose", name],
-        );
+        common::propose_v123(&env, name, &[&a.url, &b.url], &[]);
     }
 
     // Every node runs the hook once and acknowledges; govctl sees all three.
@@ -174,11 +192,7 @@ fn three_nodes_on_two_relays_ack_and_govctl_status_lists_them() {
 /// the `crit` tag, and the result verifies.
 #[test]
 fn critical_tags_are_honoured_and_propose_writes_them() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
     let ann = env.keygen("ann");
@@ -332,21 +346,11 @@ fn chromium() -> Option<&'static str> {
 /// renders in headless Chromium with a row per node and its status.
 #[test]
 fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (a, b) = rt.block_on(async { (start_relay(false).await, start_relay(false).await) });
     let env = Env::new();
-    let voters: Vec<(String, String)> = ["ann", "ben", "cid"]
-        .iter()
-        .map(|n| ((*n).to_owned(), env.keygen(n)))
-        .collect();
-    let pairs: Vec<(&str, &str)> = voters
-        .iter()
-        .map(|(n, k)| (n.as_str(), k.as_str()))
-        .collect();
+    let voters = voters(&env, &["ann", "ben", "cid"]);
+    let pairs = pairs(&voters);
     let both = format!("relays = [\"{}\", \"{}\"]", a.url, b.url);
     std::fs::write(
         env.path("fleet.toml"),
@@ -367,48 +371,21 @@ fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
     let mut markers = Vec::new();
     let mut agents = Vec::new();
     for (i, keys) in node_keys.iter().enumerate() {
-        let dir = env.path(&format!("node{i}"));
-        std::fs::create_dir(&dir).unwrap();
-        let key_file = dir.join("node.key");
-        std::fs::write(&key_file, format!("{}\n", hex::encode(keys.secret_bytes()))).unwrap();
-        common::chmod(&key_file, 0o600);
-        let marker = dir.join("hook-ran");
-        let hook = dir.join("hook.sh");
-        let slow = if i == 2 { "sleep 3\n" } else { "" };
-        std::fs::write(
-            &hook,
-            format!(
-                "#!/bin/sh\n{slow}echo \"$QUBE_VERSION\" >> {}\n",
-                marker.display()
-            ),
-        )
-        .unwrap();
-        common::chmod(&hook, 0o755);
-        let relays = if i == 1 {
-            format!("\"{}\"", b.url)
+        let (relays, beat) = if i == 1 {
+            (format!("\"{}\"", b.url), &b.url)
         } else {
-            format!("\"{}\", \"{}\"", a.url, b.url)
+            (format!("\"{}\", \"{}\"", a.url, b.url), &a.url)
         };
-        let beat = if i == 1 { &b.url } else { &a.url };
-        let mut toml = format!(
-            "network = \"hqz\"\nquorum = 2\nrelays = [{relays}]\nstate_dir = {:?}\n\
-             node_key = {key_file:?}\nnode_id = \"pillar-{i}\"\ncurrent_version = \"v1.0.0\"\n\n\
-             [heartbeat]\nrelays = [\"{beat}\"]\n",
-            dir.join("state")
-        );
-        for (name, npub) in &pairs {
-            toml.push_str(&format!(
-                "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
-            ));
-        }
-        toml.push_str(&format!(
-            "\n[upgrade]\ncommand = [{hook:?}]\ntimeout_secs = 10\n"
-        ));
-        let config = qube_agent::config::Config::from_toml_str(&toml)
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
-            .0;
-        let _runtime = rt.enter();
-        agents.push(qube_e2e::start_agent_in_process(config));
+        let spec = NodeSpec {
+            i,
+            relays,
+            key: Some(keys),
+            hook_prefix: if i == 2 { "sleep 3\n" } else { "" },
+            top: format!("\n[heartbeat]\nrelays = [\"{beat}\"]"),
+            upgrade: "",
+        };
+        let (agent, marker) = start_node(&rt, &env, &pairs, &spec);
+        agents.push(agent);
         markers.push(marker);
     }
     let runs = |i: usize| {
@@ -429,31 +406,15 @@ fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
         ])
     };
 
+    let named = qube_agent::core::nip19::encode_npub(&node_keys[2].public_key());
     let propose = |name: &str, wave: bool| {
-        let mut args = vec![
-            "propose",
-            "upgrade",
-            "--version",
-            "v1.2.3",
-            "--network",
-            "hqz",
-            "--hash",
-            common::HASH,
-            "--name",
-            name,
-            "--passphrase-file",
-            "pass",
-            "--relay",
-            &a.url,
-            "--relay",
-            &b.url,
-        ];
-        let named = qube_agent::core::nip19::encode_npub(&node_keys[2].public_key());
         let extra = ["--rollout", "10", "--node", named.as_str()];
-        if wave {
-            args.extend(extra);
-        }
-        common::assert_ok(&env.run(&args), &["propose", name]);
+        common::propose_v123(
+            &env,
+            name,
+            &[&a.url, &b.url],
+            if wave { &extra } else { &[] },
+        );
     };
     for name in ["ann", "ben"] {
         propose(name, true);
@@ -585,68 +546,28 @@ fn a_wave_then_everyone_with_govctl_status_gating_and_the_html_page() {
 /// node's acknowledgement.
 #[test]
 fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let voters: Vec<(String, String)> = ["ann", "ben"]
-        .iter()
-        .map(|n| ((*n).to_owned(), env.keygen(n)))
-        .collect();
-    let pairs: Vec<(&str, &str)> = voters
-        .iter()
-        .map(|(n, k)| (n.as_str(), k.as_str()))
-        .collect();
+    let voters = voters(&env, &["ann", "ben"]);
+    let pairs = pairs(&voters);
     std::fs::write(
         env.path("agent.toml"),
         common::config_toml(&relay.url, &pairs, 2),
     )
     .unwrap();
-    let dir = env.path("node");
-    std::fs::create_dir(&dir).unwrap();
-    let mut toml = format!(
-        "network = \"hqz\"\nquorum = 2\nrelays = [\"{}\"]\nstate_dir = {:?}\n\
-         node_id = \"pillar-h\"\ncurrent_version = \"v1.0.0\"\n",
-        relay.url,
-        dir.join("state")
-    );
-    for (name, npub) in &pairs {
-        toml.push_str(&format!(
-            "\n[[follows]]\nname = \"{name}\"\nnpub = \"{npub}\"\nrole = \"voter\"\n"
-        ));
-    }
-    toml.push_str("\n[upgrade]\ncommand = [\"/bin/true\"]\n");
-    let config = qube_agent::config::Config::from_toml_str(&toml).unwrap().0;
-    let agent = {
-        let _runtime = rt.enter();
-        qube_e2e::start_agent_in_process(config)
+    let spec = NodeSpec {
+        i: 0,
+        relays: format!("\"{}\"", relay.url),
+        key: None,
+        hook_prefix: "",
+        top: String::new(),
+        upgrade: "",
     };
+    let (agent, _) = start_node(&rt, &env, &pairs, &spec);
     let since = qube_agent::now() - 5;
     for name in ["ann", "ben"] {
-        common::assert_ok(
-            &env.run(&[
-                "propose",
-                "upgrade",
-                "--version",
-                "v1.2.3",
-                "--network",
-                "hqz",
-                "--hash",
-                common::HASH,
-                "--expires-in",
-                "4s",
-                "--name",
-                name,
-                "--passphrase-file",
-                "pass",
-                "--relay",
-                &relay.url,
-            ]),
-            &["propose", name],
-        );
+        common::propose_v123(&env, name, &[&relay.url], &["--expires-in", "4s"]);
     }
     // After the votes expired: still in the history, with the node's ack.
     std::thread::sleep(Duration::from_secs(5));
@@ -686,7 +607,7 @@ fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
     assert!(votes.iter().all(|v| v["expired"] == true), "{report}");
     let acks = proposals[0]["acks"].as_array().unwrap();
     assert_eq!(acks.len(), 1);
-    assert_eq!(acks[0]["node_id"], "pillar-h");
+    assert_eq!(acks[0]["node_id"], "pillar-0");
     assert_eq!(acks[0]["status"], "success");
     // With a fleet file: the node that never answered is named.
     let silent = qube_agent::core::nip19::encode_npub(&qube_e2e::keys(61).public_key());
@@ -724,7 +645,7 @@ fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
     ]);
     assert!(text.contains("upgrade \"v1.2.3\""), "{text}");
     assert!(text.contains("(expired "), "{text}");
-    assert!(text.contains("ack pillar-h"), "{text}");
+    assert!(text.contains("ack pillar-0"), "{text}");
     // Before the window: nothing.
     let later = (qube_agent::now() + 60).to_string();
     let empty = env.ok(&[

@@ -13,21 +13,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start_relay, stderr, stdout, Env, HASH};
+use common::{runtime, start_relay, stderr, stdout, Env, HASH};
 use qube_agent::core::ack::{Ack, Status};
 use qube_agent::core::directive::{Directive, DirectiveRules};
 use qube_agent::relay::{RelayEvent, RelayPool, RelayTarget};
 use qube_agent::{Event, Filter, Keys, Limits};
-
-/// A multi-threaded runtime whose workers serve the relay while the test
-/// thread waits for govctl.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn load(env: &Env, name: &str) -> Event {
     let text = std::fs::read_to_string(env.path(name)).unwrap();
@@ -193,14 +183,8 @@ fn status_tallies_directives_and_lists_acks() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(true));
     let env = Env::new();
-    let voters: Vec<(String, String)> = ["ann", "ben", "cid"]
-        .iter()
-        .map(|n| ((*n).to_owned(), env.keygen(n)))
-        .collect();
-    let pairs: Vec<(&str, &str)> = voters
-        .iter()
-        .map(|(n, k)| (n.as_str(), k.as_str()))
-        .collect();
+    let voters = common::voters(&env, &["ann", "ben", "cid"]);
+    let pairs = common::pairs(&voters);
     std::fs::write(
         env.path("agent.toml"),
         common::config_toml(&relay.url, &pairs, 2),

@@ -188,19 +188,34 @@ impl Monitor {
             return Ok(());
         };
         let env = ExecEnv::new(&proposal, &ids, &self.node_id);
-        let (task_proposal, finished) = (proposal.clone(), self.finished.clone());
+        let task_proposal = proposal.clone();
+        self.run_on_task(
+            Running {
+                seq,
+                proposal,
+                directives,
+            },
+            async move { exec::execute(&hook, &task_proposal, &env).await },
+        );
+        Ok(())
+    }
+
+    /// Runs `hook` (a run whose `started` record is durable) on a task of
+    /// its own: `running` is recorded now, and the outcome comes back
+    /// through the `finished` channel to [`Monitor::finish`].
+    pub(super) fn run_on_task(
+        &mut self,
+        running: Running,
+        hook: impl std::future::Future<Output = exec::Outcome> + Send + 'static,
+    ) {
+        let finished = self.finished.clone();
         tokio::spawn(async move {
-            let outcome = exec::execute(&hook, &task_proposal, &env).await;
+            let outcome = hook.await;
             // The monitor holds the receiver for its whole life.
             let _ = finished.send(outcome).await;
         });
-        self.running = Some(Running {
-            seq,
-            proposal,
-            directives,
-        });
+        self.running = Some(running);
         self.write_runtime();
-        Ok(())
     }
 
     /// The running hook finished: journal its outcome, record the installed

@@ -238,17 +238,15 @@ impl Monitor {
             return Ok(());
         };
         let recheck = hook.artifact().is_some();
-        let (task_proposal, finished) = (proposal.clone(), self.finished.clone());
-        tokio::spawn(async move {
-            let outcome = exec::act(&hook, &task_proposal, staged, recheck).await;
-            let _ = finished.send(outcome).await;
-        });
-        self.running = Some(Running {
-            seq,
-            proposal,
-            directives,
-        });
-        self.write_runtime();
+        let task_proposal = proposal.clone();
+        self.run_on_task(
+            Running {
+                seq,
+                proposal,
+                directives,
+            },
+            async move { exec::act(&hook, &task_proposal, staged, recheck).await },
+        );
         Ok(())
     }
 

@@ -147,3 +147,54 @@ pub fn config_toml(relay: &str, voters: &[(&str, &str)], quorum: usize) -> Strin
     );
     toml
 }
+
+/// A multi-threaded runtime whose workers serve the relays and agents
+/// while the test thread runs govctl.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Governance keys `names` in `env`'s key store: (name, npub).
+pub fn voters(env: &Env, names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .map(|n| ((*n).to_owned(), env.keygen(n)))
+        .collect()
+}
+
+/// The (name, npub) pairs of `voters` as `config_toml` takes them.
+pub fn pairs(voters: &[(String, String)]) -> Vec<(&str, &str)> {
+    voters
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_str()))
+        .collect()
+}
+
+/// `govctl propose upgrade --version v1.2.3 --network hqz --hash HASH` by
+/// key `name` (passphrase file `pass`), published to `relays`, with
+/// `extra` arguments; panics unless it succeeds.
+pub fn propose_v123(env: &Env, name: &str, relays: &[&str], extra: &[&str]) {
+    let mut args = vec![
+        "propose",
+        "upgrade",
+        "--version",
+        "v1.2.3",
+        "--network",
+        "hqz",
+        "--hash",
+        HASH,
+        "--name",
+        name,
+        "--passphrase-file",
+        "pass",
+    ];
+    for relay in relays {
+        args.extend(["--relay", relay]);
+    }
+    args.extend(extra);
+    assert_ok(&env.run(&args), &["propose", name]);
+}
