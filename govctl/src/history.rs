@@ -217,6 +217,10 @@ pub fn run(args: &HistoryArgs, since: u64, until: Option<u64>) -> Result<()> {
                 })).collect::<Vec<_>>(),
                 "acks": node_acks.iter().map(ack_json).collect::<Vec<_>>(),
                 "not_answered": silent(p, node_acks),
+                "wave": roster.as_ref().map(|r| r.iter().map(|(name, key)| json!({
+                    "name": name, "npub": npub(key), "in_wave": p.in_wave(key),
+                    "position": p.wave_position(key),
+                })).collect::<Vec<_>>()),
             })).collect::<Vec<_>>(),
             "acks_without_directives": orphans.iter().map(|(k, events)| json!({
                 "action": k.0, "version": k.1, "network": k.2, "hash": k.3,

@@ -634,6 +634,10 @@ fn history_lists_an_expired_proposal_with_its_votes_and_acks() {
         serde_json::json!(["pillar-x"]),
         "{json}"
     );
+    assert_eq!(
+        with_fleet["proposals"][0]["wave"][0]["in_wave"], true,
+        "{json}"
+    );
     let text = env.ok(&[
         "history",
         "--config",
