@@ -1,11 +1,16 @@
 //! The command line, as clap derives it. Only parsing lives here; each
 //! command's work is in its own module.
+//!
+//! Shared by the binary and by `build.rs`, which compiles this same file to
+//! write the man pages and shell completions from it, so `man govctl` and
+//! `--help` cannot drift apart. So this file may use only `std`, `clap` and
+//! [`crate::defaults`].
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::keystore::{DEFAULT_LOG_N, MAX_LOG_N};
+use crate::defaults::{DEFAULT_LOG_N, DEFAULT_TIMEOUT_SECS, MAX_LOG_N};
 
 /// What `propose upgrade|reboot --help` adds after the options. The 512 is
 /// [`crate::show::LONG_VALUE_CHARS`].
@@ -78,6 +83,15 @@ pub enum Command {
     Hash(HashArgs),
     /// Tally the follows' current directives and list acknowledgements.
     Status(StatusArgs),
+    /// Write the man pages and shell completions built into this binary to a
+    /// directory, for packaging (see docs/RELEASE.md).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Directory to write into, created if needed: man/man1 and
+        /// completions/ below it.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Which key to use and how to unlock it.
@@ -286,7 +300,7 @@ pub struct PublishOptions {
     #[arg(long, value_name = "FILE", requires = "auth_key")]
     pub auth_passphrase_file: Option<PathBuf>,
     /// Seconds to wait for the relays' answers.
-    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
@@ -378,7 +392,7 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds to wait for the relays.
-    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]

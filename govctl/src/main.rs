@@ -11,8 +11,10 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod cli;
 mod config_edit;
+mod defaults;
 mod draft;
 mod error;
 mod keycmd;
@@ -145,6 +147,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout: Duration::from_secs(a.timeout),
             allow_insecure_ws: a.allow_insecure_ws,
         }),
+        Command::GenerateAssets { out } => assets::write(&out),
     }
 }
 
