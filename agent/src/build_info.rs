@@ -97,21 +97,13 @@ fn version_text() -> String {
 /// (`man/man1/`, `man/man5/`, `completions/`) and lists them on stdout.
 pub fn write_assets(dir: &Path) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
-    for (rel, contents) in ASSETS {
-        let path = dir.join(rel);
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, contents));
-        if let Err(e) = written {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: cannot write {}: {e}",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
+    match qube_assets::write(dir, ASSETS, |path| {
         let _ = writeln!(stdout, "{}", path.display());
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
 }

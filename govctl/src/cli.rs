@@ -1,11 +1,16 @@
 //! The command line, as clap derives it. Only parsing lives here; each
 //! command's work is in its own module.
+//!
+//! Shared by the binary and by `build.rs`, which compiles this same file to
+//! write the man pages and shell completions from it, so `man govctl` and
+//! `--help` cannot drift apart. So this file may use only `std`, `clap` and
+//! [`crate::defaults`].
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::keystore::{DEFAULT_LOG_N, MAX_LOG_N};
+use crate::defaults::{DEFAULT_LOG_N, DEFAULT_STALE_SECS, DEFAULT_TIMEOUT_SECS, MAX_LOG_N};
 
 /// What `propose upgrade|reboot --help` adds after the options. The 512 is
 /// [`crate::show::LONG_VALUE_CHARS`].
@@ -81,6 +86,15 @@ pub enum Command {
     Status(StatusArgs),
     /// List past and current proposals with their votes and each node's acknowledgement.
     History(HistoryArgs),
+    /// Write the man pages and shell completions built into this binary to a
+    /// directory, for packaging (see docs/RELEASE.md).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Directory to write into, created if needed: man/man1 and
+        /// completions/ below it.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// Which key to use and how to unlock it.
@@ -298,7 +312,7 @@ pub struct PublishOptions {
     #[arg(long, value_name = "FILE", requires = "auth_key")]
     pub auth_passphrase_file: Option<PathBuf>,
     /// Seconds to wait for the relays' answers.
-    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
@@ -384,7 +398,7 @@ pub struct SourceArgs {
     )]
     pub d_tag: String,
     /// Seconds to wait for the relays.
-    #[arg(long, value_name = "SECS", default_value_t = crate::relays::DEFAULT_TIMEOUT_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
     /// Allow ws:// (unencrypted) to hosts other than loopback.
     #[arg(long)]
@@ -426,7 +440,7 @@ pub struct StatusArgs {
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     /// Mark heartbeats older than this many seconds as stale.
-    #[arg(long, value_name = "SECS", default_value_t = crate::fleet::DEFAULT_STALE_SECS)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_STALE_SECS)]
     pub stale_after: u64,
 }
 

@@ -22,10 +22,6 @@ use crate::status_report::AckRow;
 /// The event kind of heartbeats (NIP-78).
 pub const HEARTBEAT_KIND: u16 = 30078;
 
-/// A heartbeat older than this is marked stale, in seconds (twice the
-/// agent's default heartbeat interval).
-pub const DEFAULT_STALE_SECS: u64 = 7200;
-
 /// Most nodes a fleet file may list.
 const MAX_NODES: usize = 10_000;
 

@@ -40,14 +40,7 @@ use zeroize::Zeroizing;
 use crate::error::{CliError, Result};
 use crate::prompt::Passphrase;
 
-/// Highest NIP-49 scrypt cost accepted, for decryption and for `keygen`:
-/// 2^20 iterations need 1 GiB of memory and about a second or two. NIP-49
-/// allows more; such a key must be re-encrypted elsewhere first.
-pub const MAX_LOG_N: u8 = 20;
-
-/// The scrypt cost `keygen` and `key import` use unless told otherwise
-/// (64 MiB, NIP-49's suggested minimum).
-pub const DEFAULT_LOG_N: u8 = 16;
+pub use crate::defaults::{DEFAULT_LOG_N, MAX_LOG_N};
 
 /// Largest key file read, in bytes (an ncryptsec line is 163).
 const MAX_KEY_FILE_BYTES: usize = 1024;

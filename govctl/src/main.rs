@@ -11,8 +11,10 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod cli;
 mod config_edit;
+mod defaults;
 mod draft;
 mod error;
 mod fleet;
@@ -154,6 +156,7 @@ fn run(cli: Cli) -> Result<()> {
             history::run(&a, since, until)
         }
         Command::Status(a) => status::run(&a),
+        Command::GenerateAssets { out } => assets::write(&out),
     }
 }
 

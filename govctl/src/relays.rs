@@ -9,9 +9,6 @@ use qube_agent::relay::{RelayOptions, RelayTarget};
 
 use crate::error::{CliError, Result};
 
-/// Default time to wait for relays, in seconds.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
-
 /// Parses `--relay` URLs into targets: `wss://`, or `ws://` to a loopback
 /// host unless `allow_insecure_ws` (the agent's rule); duplicates dropped.
 ///
