@@ -219,10 +219,23 @@ pub enum QuorumCommand {
 pub enum ProposeCommand {
     /// Propose an upgrade to a version.
     #[command(after_help = PROPOSE_AFTER_HELP)]
-    Upgrade(ProposeArgs),
+    Upgrade(UpgradeArgs),
     /// Propose a reboot from a genesis.
     #[command(after_help = PROPOSE_AFTER_HELP)]
     Reboot(RebootArgs),
+}
+
+/// `govctl propose upgrade`.
+#[derive(Args)]
+pub struct UpgradeArgs {
+    /// Activation time: every node pre-stages at once and runs the upgrade at this time; a node
+    /// that first sees the quorum more than its deadline_grace_secs later refuses it. Unix seconds
+    /// or RFC 3339 UTC (2025-03-01T12:00:00Z) [default: nodes upgrade as soon as the quorum holds].
+    #[arg(long, value_name = "TIME")]
+    pub required_by: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: ProposeArgs,
 }
 
 /// `govctl propose reboot`.

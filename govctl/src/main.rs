@@ -93,7 +93,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Quorum(QuorumCommand::Set { n, config }) => config_edit::set_quorum(&config, n),
         Command::Propose(ProposeCommand::Upgrade(a)) => {
-            propose_cmd(qube_agent::core::directive::Action::Upgrade, &a, None)
+            let required_by = a
+                .required_by
+                .as_deref()
+                .map(time::parse_time)
+                .transpose()
+                .map_err(|e| CliError::usage(format!("--required-by: {e}")))?;
+            propose_cmd(
+                qube_agent::core::directive::Action::Upgrade,
+                &a.common,
+                None,
+                required_by,
+            )
         }
         Command::Propose(ProposeCommand::Reboot(a)) => {
             propose::check_genesis_url(&a.genesis_url).map_err(|why| {
@@ -108,7 +119,8 @@ fn run(cli: Cli) -> Result<()> {
             propose_cmd(
                 qube_agent::core::directive::Action::Reboot,
                 &a.common,
-                Some((a.genesis_url.clone(), required_by)),
+                Some(a.genesis_url.clone()),
+                Some(required_by),
             )
         }
         Command::Sign(a) => propose::run_sign(&a.draft, &a.out, &choice(&a.key), &a.d_tag, a.yes),
@@ -163,7 +175,8 @@ fn run(cli: Cli) -> Result<()> {
 fn propose_cmd(
     action: qube_agent::core::directive::Action,
     a: &ProposeArgs,
-    reboot: Option<(String, u64)>,
+    genesis_url: Option<String>,
+    required_by: Option<u64>,
 ) -> Result<()> {
     let now = qube_agent::now();
     let expiration = if a.no_expiry {
@@ -192,10 +205,6 @@ fn propose_cmd(
         relays::targets(&a.publish.relay, a.publish.allow_insecure_ws)?
     };
     let hash = propose::resolve_hash(a.hash.as_deref(), a.artifact.as_deref())?;
-    let (genesis_url, required_by) = match reboot {
-        Some((url, t)) => (Some(url), Some(t)),
-        None => (None, None),
-    };
     let nodes = a
         .node
         .iter()

@@ -40,7 +40,9 @@ pub struct Spec {
     pub hash: String,
     /// Reboot only: where the genesis comes from.
     pub genesis_url: Option<String>,
-    /// Reboot only: deadline, unix seconds.
+    /// Deadline (a reboot, required) or activation time (an upgrade,
+    /// optional), unix seconds: nodes act at this time
+    /// (`docs/PROTOCOL.md` section 12, "Deadlines").
     pub required_by: Option<u64>,
     /// NIP-40 expiration, unix seconds.
     pub expiration: Option<u64>,
@@ -135,8 +137,12 @@ pub fn build(spec: &Spec, created_at: u64) -> UnsignedEvent {
 fn default_content(spec: &Spec) -> String {
     match spec.action {
         Action::Upgrade => format!(
-            "Upgrade {} to version {} (artifact sha256 {}).",
-            spec.network, spec.version, spec.hash
+            "Upgrade {} to version {}{} (artifact sha256 {}).",
+            spec.network,
+            spec.version,
+            spec.required_by
+                .map_or_else(String::new, |t| format!(" at {}", format_utc(t))),
+            spec.hash
         ),
         Action::Reboot => format!(
             "Reboot {} with version {} from {}, required by {} (artifact sha256 {}).",

@@ -294,6 +294,33 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
         );
     }
     env.ok(&["verify", "wave.json", "--config", "fleet.toml"]);
+    // An upgrade with an activation time (required_by).
+    env.ok(&[
+        "propose",
+        "upgrade",
+        "--version",
+        "v1.2.4",
+        "--network",
+        "hqz",
+        "--hash",
+        common::HASH,
+        "--required-by",
+        "2030-01-01T00:00:00Z",
+        "--name",
+        "ann",
+        "--passphrase-file",
+        "pass",
+        "--out",
+        "timed.json",
+    ]);
+    let timed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.path("timed.json")).unwrap()).unwrap();
+    let tags: Vec<Vec<String>> = serde_json::from_value(timed["tags"].clone()).unwrap();
+    assert!(
+        tags.iter().any(|t| *t == ["required_by", "1893456000"]),
+        "{tags:?}"
+    );
+    env.ok(&["verify", "timed.json", "--config", "fleet.toml"]);
     let refused = env.run(&[
         "propose",
         "upgrade",

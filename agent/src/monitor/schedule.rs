@@ -95,9 +95,7 @@ impl Monitor {
                 s.directives = directives;
                 return self.start_if_due();
             }
-            let old = s.proposal.to_string();
             self.unschedule(&format!("{proposal} wins now"));
-            info!("{old} is no longer scheduled");
         }
         let Some(hook) = self.config.hook(proposal.action).cloned() else {
             // `act` acknowledges the missing section as a failure.
