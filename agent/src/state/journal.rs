@@ -706,22 +706,31 @@ impl LastRun {
     }
 }
 
+/// Whether `proposal` must not run (again): it started, or is in a
+/// checkpoint, and no retry allows it.
+fn blocks(runs: &BTreeMap<Proposal, LastRun>, proposal: &Proposal) -> bool {
+    runs.get(proposal).is_some_and(|r| !r.retry)
+}
+
+/// Whether `proposal`, in any wave, ran successfully: a proposal equal to
+/// it but for `rollout` and `node` tags has a success as its last run
+/// (`docs/PROTOCOL.md` section 5.8: a wider wave never runs again where a
+/// narrower one succeeded).
+fn succeeded_in_any_wave(runs: &BTreeMap<Proposal, LastRun>, proposal: &Proposal) -> bool {
+    let base = proposal.without_wave();
+    runs.iter()
+        .any(|(p, r)| r.status == Some(Status::Success) && p.without_wave() == base)
+}
+
 impl Chain {
-    /// Whether `proposal` must not run (again): it started, or is in a
-    /// checkpoint, and no retry allows it.
+    /// Whether `proposal` must not run (again): see [`blocks`].
     fn blocks(&self, proposal: &Proposal) -> bool {
-        self.proposals.get(proposal).is_some_and(|r| !r.retry)
+        blocks(&self.proposals, proposal)
     }
 
-    /// Whether `proposal`, in any wave, ran successfully: a proposal equal
-    /// to it but for `rollout` and `node` tags has a success as its last
-    /// run (`docs/PROTOCOL.md` section 5.8: a wider wave never runs again
-    /// where a narrower one succeeded).
+    /// See [`succeeded_in_any_wave`].
     fn succeeded_in_any_wave(&self, proposal: &Proposal) -> bool {
-        let base = proposal.without_wave();
-        self.proposals
-            .iter()
-            .any(|(p, r)| r.status == Some(Status::Success) && p.without_wave() == base)
+        succeeded_in_any_wave(&self.proposals, proposal)
     }
 
     /// Whether one more run of `proposal` may be allowed.
@@ -960,16 +969,12 @@ pub struct Inspection {
 impl Inspection {
     /// As [`Journal::contains`].
     pub fn contains(&self, proposal: &Proposal) -> bool {
-        self.proposals.get(proposal).is_some_and(|r| !r.retry)
+        blocks(&self.proposals, proposal)
     }
 
     /// As [`Journal::done`].
     pub fn done(&self, proposal: &Proposal) -> bool {
-        let chain = Chain {
-            proposals: self.proposals.clone(),
-            ..Chain::default()
-        };
-        chain.blocks(proposal) || chain.succeeded_in_any_wave(proposal)
+        blocks(&self.proposals, proposal) || succeeded_in_any_wave(&self.proposals, proposal)
     }
 
     /// As [`Journal::retries_allowed`].
