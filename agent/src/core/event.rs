@@ -169,15 +169,35 @@ impl UnverifiedEvent {
     /// [`Error::InvalidUtf8`], [`Error::TooDeep`] (more than 3 levels),
     /// [`Error::Json`] for malformed JSON, and one field-specific variant for
     /// each way a field can be wrong (see [`Error`]).
+    ///
+    /// The result is that of [`json::precheck`] followed by the strict
+    /// parse, but valid input is read once: the strict parse runs first
+    /// straight on the bytes, and only when it fails are the checks run
+    /// to report the error they would have reported first
+    /// ([`json::fast_then_checked`]).
     pub fn from_json(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
-        let text = json::precheck(bytes, "event", limits.max_event_bytes, EVENT_DEPTH)?;
-        Self::from_checked_str(text, limits)
+        json::fast_then_checked(
+            bytes,
+            limits.max_event_bytes,
+            |bytes| Self::parse(serde_json::Deserializer::from_slice(bytes), limits),
+            || Self::from_json_checked(bytes, limits),
+        )
     }
 
-    /// Parses text that already passed [`json::precheck`].
-    pub(crate) fn from_checked_str(text: &str, limits: &Limits) -> Result<Self, Error> {
+    /// [`UnverifiedEvent::from_json`] the long way: [`json::precheck`],
+    /// then the strict parse. Gives the same result for every input; kept
+    /// for the error path and for the tests that hold the two equal.
+    pub(crate) fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        let text = json::precheck(bytes, "event", limits.max_event_bytes, EVENT_DEPTH)?;
+        Self::parse(serde_json::Deserializer::from_str(text), limits)
+    }
+
+    /// The strict parse of one event object, and nothing after it.
+    fn parse<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        limits: &Limits,
+    ) -> Result<Self, Error> {
         let mut slot = None;
-        let mut de = serde_json::Deserializer::from_str(text);
         let parsed = EventSeed {
             limits,
             slot: &mut slot,
@@ -581,6 +601,14 @@ fn integer(field: Field, value: Any<'_>) -> Result<u64, Error> {
     }
 }
 
+/// Tags a parsed event's tag list has room for before it grows (a
+/// directive has six to nine); a capacity, not a limit.
+const TYPICAL_TAGS: usize = 8;
+
+/// Values a parsed tag has room for before it grows; a capacity, not a
+/// limit.
+const TYPICAL_TAG_VALUES: usize = 3;
+
 struct TagsSeed<'a> {
     limits: &'a Limits,
     slot: &'a mut Option<Error>,
@@ -616,7 +644,9 @@ impl<'de> Visitor<'de> for TagsSeed<'_> {
     reject_other_types!(except seq);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut tags = Vec::new();
+        // serde_json gives no length hint; a directive has about six tags,
+        // so one allocation of this size replaces three growing ones.
+        let mut tags = Vec::with_capacity(TYPICAL_TAGS.min(self.limits.max_tags));
         loop {
             let index = tags.len();
             let tag = seq.next_element_seed(TagSeed {
@@ -673,7 +703,8 @@ impl<'de> Visitor<'de> for TagSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let limits = self.limits;
-        let mut values = Vec::new();
+        // Most tags are a name and one or two values: one allocation.
+        let mut values = Vec::with_capacity(TYPICAL_TAG_VALUES.min(limits.max_tag_values));
         while let Some(value) = seq.next_element::<Any>()? {
             let position = values.len();
             if position >= limits.max_tag_values {

@@ -143,6 +143,34 @@ fn hex4(digits: &[u8]) -> Option<u16> {
     u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
+/// Parses untrusted JSON with the result of [`precheck`] followed by a
+/// strict parse, reading valid input only once.
+///
+/// `fast` is the strict parse run straight on the bytes (a serde_json slice
+/// deserializer, which checks the UTF-8 of every string it reads); when it
+/// succeeds, so would the checks: a strict parse accepts no value deeper
+/// than its schema, and serde_json refuses a lone surrogate in every string
+/// it hands to a visitor, and the bytes between strings can only be JSON's
+/// ASCII. Only when `fast` fails does `checked` run (the precheck, then the
+/// same parse) so that the error is the one the checks find first. Input
+/// over `max_len` bytes is refused before either: the same
+/// [`Error::TooLarge`] the precheck gives.
+///
+/// # Errors
+/// Whatever `checked` returns for input `fast` refuses.
+pub(crate) fn fast_then_checked<'a, T>(
+    bytes: &'a [u8],
+    max_len: usize,
+    fast: impl FnOnce(&'a [u8]) -> Result<T, Error>,
+    checked: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    if bytes.len() > max_len {
+        // The precheck's first test, with its error.
+        return checked();
+    }
+    fast(bytes).or_else(|_| checked())
+}
+
 /// Maps a serde_json failure to our error: the typed error recorded by a
 /// visitor if there is one, otherwise the parser's own message.
 pub(crate) fn finish<T>(

@@ -90,15 +90,35 @@ impl RelayMessage {
     /// [`Error::NotAMessage`], [`Error::UnknownMessageType`],
     /// [`Error::MessageLength`], [`Error::MessageElement`],
     /// [`Error::InvalidSubscriptionId`], and any event error for `EVENT`.
+    ///
+    /// Valid input is read once and invalid input is checked first, as for
+    /// events ([`json::fast_then_checked`]).
     pub fn from_json(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+        json::fast_then_checked(
+            bytes,
+            limits.max_message_bytes,
+            |bytes| Self::parse(serde_json::Deserializer::from_slice(bytes), limits),
+            || Self::from_json_checked(bytes, limits),
+        )
+    }
+
+    /// [`RelayMessage::from_json`] the long way: [`json::precheck`], then
+    /// the strict parse; the same result for every input.
+    pub(crate) fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
         let text = json::precheck(
             bytes,
             "relay message",
             limits.max_message_bytes,
             MESSAGE_DEPTH,
         )?;
+        Self::parse(serde_json::Deserializer::from_str(text), limits)
+    }
+
+    fn parse<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        limits: &Limits,
+    ) -> Result<Self, Error> {
         let mut slot = None;
-        let mut de = serde_json::Deserializer::from_str(text);
         let parsed = MessageSeed {
             limits,
             slot: &mut slot,
@@ -291,9 +311,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             "EVENT" => {
                 let subscription_id = el.subscription_id()?;
                 let raw = el.raw()?.get();
-                let event =
-                    json::precheck(raw.as_bytes(), "event", limits.max_event_bytes, EVENT_DEPTH)
-                        .and_then(|text| UnverifiedEvent::from_checked_str(text, limits));
+                let event = UnverifiedEvent::from_json(raw.as_bytes(), limits);
                 match event {
                     Ok(event) => RelayMessage::Event {
                         subscription_id,
@@ -529,5 +547,170 @@ mod tests {
         assert!(!is_signable_challenge("hello\u{7}"));
         assert!(!is_signable_challenge("a\tb"));
         assert!(!is_signable_challenge("\u{9b}"));
+    }
+
+    /// Inputs near the edges of the checks that [`json::fast_then_checked`]
+    /// skips for valid input: nesting, surrogates, UTF-8, size, control
+    /// characters, trailing bytes.
+    fn tricky_inputs() -> Vec<Vec<u8>> {
+        let valid = Keys::from_secret_bytes(&[7; 32])
+            .unwrap()
+            .sign(UnsignedEvent {
+                created_at: 1_700_000_000,
+                kind: 33321,
+                tags: vec![
+                    vec!["d".into(), "hyperqube".into()],
+                    vec!["version".into(), "v1.2.3".into(), "x".into(), "y".into()],
+                ],
+                content: "quote \" backslash \\ tab \t é 🎲 \u{1}".into(),
+            })
+            .unwrap()
+            .to_json();
+        assert_eq!(valid.len(), 435, "limit_sets() cuts at this length");
+        let content_at = valid.find("\"content\":").unwrap() + "\"content\":".len();
+        let with_content = |c: &str| {
+            let end = valid[content_at..].find(",\"sig\"").map(|i| content_at + i);
+            let mut s = valid.clone();
+            if let Some(end) = end {
+                s.replace_range(content_at..end, c);
+            }
+            s
+        };
+        let mut events: Vec<Vec<u8>> = [
+            valid.clone(),
+            with_content("[[[[]]]]"),
+            with_content("[[]]"),
+            with_content("{\"a\":{\"b\":[1]}}"),
+            with_content("\"\\ud800\""),
+            with_content("\"\\udc00x\""),
+            with_content("\"\\ud800\\udc00\""),
+            with_content("\"\\ud83c\\udfb2\""),
+            with_content("\"\\ud800\\u0041\""),
+            with_content("\"a\u{0}b\""),
+            with_content("\"\\u0000\""),
+            with_content("1"),
+            with_content("\"x\" "),
+            format!("{valid} "),
+            format!("{valid}x"),
+            format!("{valid}[[[[[[]]]]]]"),
+            format!(" \n{valid}\t"),
+            valid.replacen("\"d\"", "\"\\u0064\"", 1),
+            valid.replacen("\"tags\":[", "\"tags\":[[[[\"x\"]]],", 1),
+            valid.replacen('{', "{\"extra\":[[[[1]]]],", 1),
+            valid.replacen('{', "{\"\\ud800\":1,", 1),
+            valid.replacen("hyperqube", "\\udbff", 1),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+        let mut invalid_utf8 = valid.clone().into_bytes();
+        let at = content_at + 2;
+        invalid_utf8.splice(at..at, [0xff, 0xc3]);
+        events.push(invalid_utf8);
+        let mut overlong = valid.clone().into_bytes();
+        overlong.splice(content_at + 2..content_at + 2, [0xc0, 0xaf]);
+        events.push(overlong);
+        let mut messages: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| [&b"[\"EVENT\",\"s\","[..], e, b"]"].concat())
+            .collect();
+        messages.extend(
+            [
+                "[\"EVENT\",\"\\ud800\",{}]",
+                "[\"EVENT\",\"s\",{},[[[[[1]]]]]]",
+                "[\"NOTICE\",\"\\udc00\"]",
+                "[\"NOTICE\",[[[[[\"x\"]]]]]]",
+                "[\"OK\",\"00\",true,\"\\ud800\"]",
+                "[\"AUTH\",\"c\"]",
+                "[\"EOSE\",\"s\"] ",
+            ]
+            .map(|m| m.as_bytes().to_vec()),
+        );
+        events.extend(messages);
+        events
+    }
+
+    /// Small limits, so the size checks are reached too: the valid event
+    /// of [`tricky_inputs`] is 435 bytes, its message 449, so these cut
+    /// between them (and the message over them still needs its event
+    /// checked).
+    fn limit_sets() -> [Limits; 2] {
+        let small = Limits {
+            max_event_bytes: 434,
+            max_message_bytes: 456,
+            ..Limits::default()
+        };
+        [Limits::default(), small]
+    }
+
+    #[test]
+    fn the_fast_path_gives_what_the_checks_give_on_tricky_input() {
+        let mut parsed = 0;
+        for input in tricky_inputs() {
+            for limits in limit_sets() {
+                let event = UnverifiedEvent::from_json(&input, &limits);
+                parsed += usize::from(event.is_ok());
+                assert_eq!(
+                    event,
+                    UnverifiedEvent::from_json_checked(&input, &limits),
+                    "{}",
+                    String::from_utf8_lossy(&input)
+                );
+                let message = RelayMessage::from_json(&input, &limits);
+                parsed += usize::from(message.is_ok());
+                assert_eq!(
+                    message,
+                    RelayMessage::from_json_checked(&input, &limits),
+                    "{}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+        // Both outcomes are exercised, not only refusals.
+        assert!(parsed >= 10, "{parsed} inputs parsed");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes worth putting anywhere in JSON: structure, escapes, the
+        /// start of a surrogate escape, invalid UTF-8, a control character.
+        const SPLICES: &[&[u8]] = &[
+            b"\"", b"\\", b"[", b"]", b"{", b"}", b",", b":", b" ", b"\\u", b"\\ud800", b"\\udc00",
+            b"d8", b"\xff", b"\xc3", b"\x00", b"\n", b"1", b"-", b"[[[[",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+            #[test]
+            fn the_fast_path_gives_what_the_checks_give(
+                base in 0usize..64,
+                edits in prop::collection::vec((any::<prop::sample::Index>(), 0..SPLICES.len(), 0u8..3), 1..4),
+                small in any::<bool>(),
+            ) {
+                let inputs = tricky_inputs();
+                let mut input = inputs[base % inputs.len()].clone();
+                for (at, splice, how) in edits {
+                    let at = at.index(input.len() + 1);
+                    let splice = SPLICES[splice];
+                    match how {
+                        0 => { input.splice(at..at, splice.iter().copied()); }
+                        1 => { let end = (at + splice.len()).min(input.len()); input.splice(at..end, splice.iter().copied()); }
+                        _ => input.truncate(at),
+                    }
+                }
+                let limits = &limit_sets()[usize::from(small)];
+                prop_assert_eq!(
+                    UnverifiedEvent::from_json(&input, limits),
+                    UnverifiedEvent::from_json_checked(&input, limits)
+                );
+                prop_assert_eq!(
+                    RelayMessage::from_json(&input, limits),
+                    RelayMessage::from_json_checked(&input, limits)
+                );
+            }
+        }
     }
 }
