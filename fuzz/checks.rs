@@ -5,14 +5,22 @@
 // For any input: parsing returns Ok or Err and never panics; an accepted
 // value serializes to JSON that parses back to the identical value and
 // serializes to the identical text; verification never panics and gives the
-// same verdict for the value and its round-tripped copy.
+// same verdict for the value and its round-tripped copy; and `from_json`,
+// which reads valid input once, gives exactly what `from_json_checked`
+// (precheck, then parse) gives, errors included.
 
 use qube_agent::{Limits, RelayMessage, UnverifiedEvent};
 
 /// Event parsing and verification.
 pub fn check_event(data: &[u8]) {
     let limits = Limits::default();
-    let Ok(event) = UnverifiedEvent::from_json(data, &limits) else {
+    let parsed = UnverifiedEvent::from_json(data, &limits);
+    assert_eq!(
+        parsed,
+        UnverifiedEvent::from_json_checked(data, &limits),
+        "the fast path and the checked path disagree"
+    );
+    let Ok(event) = parsed else {
         return;
     };
     check_parsed_event(&event, &limits);
@@ -33,7 +41,13 @@ fn check_parsed_event(event: &UnverifiedEvent, limits: &Limits) {
 /// Relay message parsing (and, for `EVENT`, the event inside).
 pub fn check_relay_message(data: &[u8]) {
     let limits = Limits::default();
-    let Ok(message) = RelayMessage::from_json(data, &limits) else {
+    let parsed = RelayMessage::from_json(data, &limits);
+    assert_eq!(
+        parsed,
+        RelayMessage::from_json_checked(data, &limits),
+        "the fast path and the checked path disagree"
+    );
+    let Ok(message) = parsed else {
         return;
     };
     let json = message.to_json();

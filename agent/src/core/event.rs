@@ -186,8 +186,10 @@ impl UnverifiedEvent {
 
     /// [`UnverifiedEvent::from_json`] the long way: [`json::precheck`],
     /// then the strict parse. Gives the same result for every input; kept
-    /// for the error path and for the tests that hold the two equal.
-    pub(crate) fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+    /// for the error path and for the tests and fuzz targets that hold the
+    /// two equal (`fuzz/checks.rs`), not for callers.
+    #[doc(hidden)]
+    pub fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
         let text = json::precheck(bytes, "event", limits.max_event_bytes, EVENT_DEPTH)?;
         Self::parse(serde_json::Deserializer::from_str(text), limits)
     }

@@ -103,8 +103,10 @@ impl RelayMessage {
     }
 
     /// [`RelayMessage::from_json`] the long way: [`json::precheck`], then
-    /// the strict parse; the same result for every input.
-    pub(crate) fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
+    /// the strict parse; the same result for every input. For the error
+    /// path, tests and fuzz targets (`fuzz/checks.rs`), not for callers.
+    #[doc(hidden)]
+    pub fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
         let text = json::precheck(
             bytes,
             "relay message",
