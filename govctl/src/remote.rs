@@ -375,8 +375,8 @@ impl Session {
 
     /// The next NIP-46 message to us before `deadline`, with its author;
     /// `from` narrows it to one author. Events that are not ours, do not
-    /// decrypt or do not parse are skipped. A relay's refusal of `sent`
-    /// (our request) ends the wait with `Err` text.
+    /// decrypt or do not parse are skipped; a relay's refusal (`OK false`)
+    /// of our request is remembered for the timeout message.
     async fn next_message(
         &mut self,
         deadline: Instant,
