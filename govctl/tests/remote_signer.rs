@@ -693,3 +693,33 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
     assert_eq!(event.pubkey, app.user.public_key());
     assert_eq!(event.tag_value("version"), Some("v1.2.3"));
 }
+
+/// The NIP-46 `sign_event` round trip on loopback, as govctl reports it
+/// (request sent to answer read, relay and both sides' NIP-44 included),
+/// over 20 runs of the real binary. A measurement, not a check:
+/// `cargo test -p govctl --test remote_signer -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement: prints the loopback round trip, asserts nothing about time"]
+fn measure_loopback_round_trip() {
+    let rt = runtime();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let signer = rt.block_on(start_signer(&relay.url, Behaviour::Honest, Some("m"), None));
+    let uri = signer.bunker_uri(&relay.url, "m");
+    let mut samples: Vec<u64> = (0..20)
+        .map(|i| {
+            let file = format!("m{i}.json");
+            let out = env.run(&propose_args(&["--signer", &uri, "--out", &file]));
+            common::assert_ok(&out, &["propose", "measure"]);
+            round_trip_ms(&stderr(&out))
+        })
+        .collect();
+    samples.sort_unstable();
+    println!(
+        "NIP-46 sign_event round trip on loopback over {} runs: min {} ms, median {} ms, max {} ms",
+        samples.len(),
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1]
+    );
+}
