@@ -295,29 +295,33 @@ fn signing<'a>(
         .map(|text| signer_uri::parse(text, allow_insecure_ws))
         .transpose()?;
     let key_options = key.key.is_some() || key.name.is_some() || key.passphrase_file.is_some();
+    // A remote signer signs now, and alone.
+    let remote_alone = || {
+        let what = signer.map(signer_uri::redact).unwrap_or_default();
+        if unsigned {
+            return Err(CliError::usage(format!(
+                "--signer {what} is a remote signer, which signs now; --unsigned writes a draft to sign later"
+            ))
+            .hint("drop --unsigned to have the remote signer sign, or give the npub of the key with --unsigned"));
+        }
+        if key_options {
+            return Err(CliError::usage(format!(
+                "--signer {what} is a remote signer, and --key, --name or --passphrase-file choose a key file: only one can sign"
+            ))
+            .hint("drop the key options: the remote signer holds the key"));
+        }
+        Ok(())
+    };
     let (remote_signer, named) = match parsed {
         None => (None, None),
         Some(SignerArg::Key(k)) => (None, Some(k)),
-        Some(uri) => {
-            let what = signer.map(signer_uri::redact).unwrap_or_default();
-            if unsigned {
-                return Err(CliError::usage(format!(
-                    "--signer {what} is a remote signer, which signs now; --unsigned writes a draft to sign later"
-                ))
-                .hint("drop --unsigned to have the remote signer sign, or give the npub of the key with --unsigned"));
-            }
-            if key_options {
-                return Err(CliError::usage(format!(
-                    "--signer {what} is a remote signer, and --key, --name or --passphrase-file choose a key file: only one can sign"
-                ))
-                .hint("drop the key options: the remote signer holds the key"));
-            }
-            let remote = match uri {
-                SignerArg::Bunker(b) => RemoteSigner::Bunker(b),
-                SignerArg::Pairing(p) => RemoteSigner::Pairing(p),
-                SignerArg::Key(_) => return Err(CliError::failure("unreachable signer form")),
-            };
-            (Some(remote), None)
+        Some(SignerArg::Bunker(b)) => {
+            remote_alone()?;
+            (Some(RemoteSigner::Bunker(b)), None)
+        }
+        Some(SignerArg::Pairing(p)) => {
+            remote_alone()?;
+            (Some(RemoteSigner::Pairing(p)), None)
         }
     };
     Ok((

@@ -289,7 +289,12 @@ impl Signing<'_> {
         rules: &DirectiveRules,
     ) -> Result<(Event, Option<Keys>)> {
         if let Some(remote) = &self.remote {
-            let event = remote::sign(remote, &unsigned, self.expect.as_ref(), self.timeout)?;
+            let event = remote::sign(
+                remote,
+                &unsigned,
+                self.expect.as_ref().map(|k| (k, "--expect")),
+                self.timeout,
+            )?;
             let directive = check_signed(event, rules, qube_agent::now())?;
             return Ok((directive.into_event(), None));
         }
@@ -450,7 +455,12 @@ pub fn run_sign(
     let event = if let Some(remote) = &signing.remote {
         // The remote signer must sign as the draft's key (checked before it
         // is asked to sign), and return exactly the draft.
-        let event = remote::sign(remote, &unsigned, Some(&pubkey), signing.timeout)?;
+        let event = remote::sign(
+            remote,
+            &unsigned,
+            Some((&pubkey, "the draft's key")),
+            signing.timeout,
+        )?;
         check_signed(event, &rules, qube_agent::now())?.into_event()
     } else {
         let keys = signing.key.unlock()?.keys()?;

@@ -60,8 +60,9 @@ pub enum RemoteSigner {
 
 /// Asks `signer` to sign `unsigned` and checks the answer: connects (or
 /// pairs), asks `get_public_key`, refuses before asking to sign when that
-/// key is not `expect`, then `sign_event` and [`check_returned`]. Each
-/// wait (relays, pairing, every answer) is bounded by `timeout`.
+/// key is not `expect` (a key and where it comes from, `--expect` or the
+/// draft), then `sign_event` and [`check_returned`]. Each wait (relays,
+/// pairing, every answer) is bounded by `timeout`.
 ///
 /// # Errors
 /// No relay reachable, a timeout, a refusal by the signer, a key other
@@ -69,7 +70,7 @@ pub enum RemoteSigner {
 pub fn sign(
     signer: &RemoteSigner,
     unsigned: &UnsignedEvent,
-    expect: Option<&[u8; 32]>,
+    expect: Option<(&[u8; 32], &str)>,
     timeout: Duration,
 ) -> Result<Event> {
     crate::relays::runtime()?.block_on(async {
@@ -83,14 +84,16 @@ pub fn sign(
             npub(&session.signer),
             npub(&user)
         );
-        if let Some(expect) = expect {
+        if let Some((expect, source)) = expect {
             if &user != expect {
                 return Err(CliError::failure(format!(
-                    "the remote signer signs as {}, not {} (--expect); nothing was asked or signed",
+                    "the remote signer signs as {}, not {} ({source}); nothing was asked or signed",
                     npub(&user),
                     npub(expect)
                 ))
-                .hint("connect to the signer that holds the expected key, or check --expect"));
+                .hint(format!(
+                    "connect to the signer that holds {source}, or check {source}"
+                )));
             }
         }
         let started = Instant::now();

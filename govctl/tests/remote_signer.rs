@@ -524,7 +524,7 @@ fn misbehaving_signers_are_refused_before_anything_is_written_or_published() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("nothing was asked or signed"),
+        stderr(&out).contains("(the draft's key); nothing was asked or signed"),
         "{}",
         stderr(&out)
     );
