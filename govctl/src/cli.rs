@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::defaults::{DEFAULT_LOG_N, DEFAULT_STALE_SECS, DEFAULT_TIMEOUT_SECS, MAX_LOG_N};
+use crate::defaults::{
+    DEFAULT_LOG_N, DEFAULT_SIGNER_TIMEOUT_SECS, DEFAULT_STALE_SECS, DEFAULT_TIMEOUT_SECS, MAX_LOG_N,
+};
 
 /// What `propose upgrade|reboot --help` adds after the options. The 512 is
 /// [`crate::show::LONG_VALUE_CHARS`].
@@ -19,7 +21,13 @@ Before the key is unlocked, the directive is checked with the agent's rules and 
 bytes per tag value, ...) and shown on stderr: every tag, each value in full between double quotes,
 with quotes, backslashes, control and invisible characters escaped. A warning: line follows for a
 value that starts with '-', holds control or invisible characters, or is longer than 512 characters.
-The directive expires 7 days after it is made unless --expires-in or --no-expiry says otherwise.";
+The directive expires 7 days after it is made unless --expires-in or --no-expiry says otherwise.
+
+Remote signing (NIP-46): with --signer bunker://... or nostrconnect://?relay=..., the directive is
+shown the same way, then sent to the remote signer, which holds the key. Its answer is refused, and
+nothing written or published, unless it is exactly the directive shown, validly signed (NIP-01 id,
+BIP-340) by the key the signer reported (get_public_key) and --expect when given, and one the agent
+would count. Publishing (--relay) answers NIP-42 only with --auth-key.";
 
 /// What `sign --help` adds after the options. The 512 is
 /// [`crate::show::LONG_VALUE_CHARS`].
@@ -30,7 +38,11 @@ follows for a tag no agent reads, for extra values the agent ignores, for a name
 starts with '-', holds control or invisible characters, or is longer than 512 characters, and for
 control or invisible characters in the content. Refused after that: a draft the agent would not
 count, one over the agent's size limits (1024 bytes per tag value, ...), and one whose genesis_url
-is not an https:// URL. Otherwise govctl asks before signing (--yes skips the question).";
+is not an https:// URL. Otherwise govctl asks before signing (--yes skips the question).
+
+With --signer bunker://... or nostrconnect://?relay=... a remote signer (NIP-46) signs instead of a
+key file; it must sign as the key the draft names, and its answer must be exactly the draft
+(the same id), validly signed, or nothing is written.";
 
 /// `--expires-in` when not given: a directive stops counting a week after
 /// it is made, so a forgotten one cannot be acted on months later.
@@ -296,14 +308,15 @@ pub struct ProposeArgs {
     /// With --out: write an unsigned draft for `govctl sign`; no key is read.
     #[arg(long, requires = "out")]
     pub unsigned: bool,
-    /// With --unsigned: the key that will sign the draft (npub or hex).
-    #[arg(
-        long,
-        value_name = "NPUB",
-        required_if_eq("unsigned", "true"),
-        requires = "unsigned"
-    )]
+    /// With --unsigned: the key that will sign the draft (npub or hex). Without it: a NIP-46
+    /// remote signer signs instead of a key file, either bunker://PUBKEY?relay=wss://...&secret=...
+    /// as the signer shows it, or nostrconnect://?relay=wss://... to pair with a signer app (govctl
+    /// prints the full URI and a QR code to scan). Not with --key, --name or --passphrase-file.
+    #[arg(long, value_name = "NPUB|URI", required_if_eq("unsigned", "true"))]
     pub signer: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub remote: RemoteArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub key: KeyArgs,
@@ -332,6 +345,20 @@ pub struct PublishOptions {
     pub allow_insecure_ws: bool,
 }
 
+/// How a signature is checked, and how long a remote signer may take.
+#[derive(Args)]
+pub struct RemoteArgs {
+    /// Refuse unless the directive is signed by this key (npub or hex). A remote signer that
+    /// reports another key is refused before it is asked to sign.
+    #[arg(long, value_name = "NPUB")]
+    pub expect: Option<String>,
+    /// Seconds to wait for a remote signer: for its relay, for the signer app to pair
+    /// (nostrconnect://), and for each answer (approving on a phone takes time).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SIGNER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub signer_timeout: u64,
+}
+
 /// `govctl sign`.
 #[derive(Args)]
 pub struct SignArgs {
@@ -346,6 +373,14 @@ pub struct SignArgs {
     /// The d tag the draft must have.
     #[arg(long, value_name = "TAG", default_value = "hyperqube")]
     pub d_tag: String,
+    /// A NIP-46 remote signer signs instead of a key file: bunker://PUBKEY?relay=wss://...&secret=...
+    /// or nostrconnect://?relay=wss://... (govctl prints the URI and a QR code to scan). Not with
+    /// --key, --name or --passphrase-file.
+    #[arg(long, value_name = "URI")]
+    pub signer: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub remote: RemoteArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub key: KeyArgs,

@@ -18,3 +18,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 /// A heartbeat older than this is marked stale by `govctl status`, in
 /// seconds (twice the agent's default heartbeat interval).
 pub const DEFAULT_STALE_SECS: u64 = 7200;
+
+/// Default time to wait for a NIP-46 remote signer, in seconds: for its
+/// relay, for pairing, and for each answer (a person may have to approve
+/// the request on a phone).
+pub const DEFAULT_SIGNER_TIMEOUT_SECS: u64 = 120;

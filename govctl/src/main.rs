@@ -27,7 +27,9 @@ mod prompt;
 mod propose;
 mod publish;
 mod relays;
+mod remote;
 mod show;
+mod signer_uri;
 mod status;
 mod status_report;
 mod time;
@@ -41,10 +43,13 @@ use qube_agent::config::Role;
 
 use crate::cli::{
     Cli, Command, FollowsCommand, KeyArgs, KeyCommand, ProposeArgs, ProposeCommand, QuorumCommand,
-    RoleArg,
+    RemoteArgs, RoleArg,
 };
 use crate::error::{CliError, Result};
 use crate::keycmd::KeyChoice;
+use crate::propose::Signing;
+use crate::remote::RemoteSigner;
+use crate::signer_uri::SignerArg;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -123,7 +128,17 @@ fn run(cli: Cli) -> Result<()> {
                 Some(required_by),
             )
         }
-        Command::Sign(a) => propose::run_sign(&a.draft, &a.out, &choice(&a.key), &a.d_tag, a.yes),
+        Command::Sign(a) => {
+            let (signing, key_named) =
+                signing(&a.key, a.signer.as_deref(), &a.remote, false, false)?;
+            if key_named.is_some() {
+                return Err(CliError::usage(
+                    "sign --signer takes a remote signer URI; the draft already names its key",
+                )
+                .hint("give bunker://... or nostrconnect://?relay=..., or leave --signer out to sign with a key file"));
+            }
+            propose::run_sign(&a.draft, &a.out, &signing, &a.d_tag, a.yes)
+        }
         Command::Publish(a) => {
             let targets = relays::targets(&a.publish.relay, a.publish.allow_insecure_ws)?;
             let auth = match &a.publish.auth_key {
@@ -191,8 +206,21 @@ fn propose_cmd(
         })?;
         Some(now + secs)
     };
-    let unsigned_for = match (&a.unsigned, &a.signer) {
-        (true, Some(signer)) => Some(config_edit::parse_public_key(signer)?),
+    let (signing, named_key) = signing(
+        &a.key,
+        a.signer.as_deref(),
+        &a.remote,
+        a.publish.allow_insecure_ws,
+        a.unsigned,
+    )?;
+    let unsigned_for = match (a.unsigned, named_key) {
+        (true, Some(key)) => Some(key),
+        (false, Some(_)) => {
+            return Err(CliError::usage(
+                "--signer NPUB names the key of a draft, and needs --unsigned",
+            )
+            .hint("add --unsigned --out FILE to write a draft for that key, or give a bunker:// or nostrconnect:// URI to sign with a remote signer now"));
+        }
         _ => None,
     };
     if a.out.is_none() && a.publish.relay.is_empty() {
@@ -225,7 +253,7 @@ fn propose_cmd(
     };
     propose::run(
         &spec,
-        &choice(&a.key),
+        &signing,
         &propose::Destination {
             out: a.out.as_deref(),
             unsigned_for,
@@ -235,4 +263,74 @@ fn propose_cmd(
             timeout: Duration::from_secs(a.publish.timeout),
         },
     )
+}
+
+/// Who signs, from the key options and `--signer`/`--expect`/
+/// `--signer-timeout`; and the key a `--signer NPUB` names (a draft's key).
+/// A remote signer conflicts with `--unsigned` and with the key options.
+fn signing<'a>(
+    key: &'a KeyArgs,
+    signer: Option<&str>,
+    remote: &RemoteArgs,
+    allow_insecure_ws: bool,
+    unsigned: bool,
+) -> Result<(Signing<'a>, Option<[u8; 32]>)> {
+    let expect = remote
+        .expect
+        .as_deref()
+        .map(|text| {
+            config_edit::parse_public_key(text).map_err(|e| {
+                CliError::usage(format!("--expect: {}", e.message()))
+                    .hint("give an npub or 64 hex characters")
+            })
+        })
+        .transpose()?;
+    if unsigned && expect.is_some() {
+        return Err(CliError::usage(
+            "--expect checks a signature, and a draft (--unsigned) has none yet",
+        )
+        .hint("pass --expect to `govctl sign` or to a propose that signs"));
+    }
+    let parsed = signer
+        .map(|text| signer_uri::parse(text, allow_insecure_ws))
+        .transpose()?;
+    let key_options = key.key.is_some() || key.name.is_some() || key.passphrase_file.is_some();
+    // A remote signer signs now, and alone.
+    let remote_alone = || {
+        let what = signer.map(signer_uri::redact).unwrap_or_default();
+        if unsigned {
+            return Err(CliError::usage(format!(
+                "--signer {what} is a remote signer, which signs now; --unsigned writes a draft to sign later"
+            ))
+            .hint("drop --unsigned to have the remote signer sign, or give the npub of the key with --unsigned"));
+        }
+        if key_options {
+            return Err(CliError::usage(format!(
+                "--signer {what} is a remote signer, and --key, --name or --passphrase-file choose a key file: only one can sign"
+            ))
+            .hint("drop the key options: the remote signer holds the key"));
+        }
+        Ok(())
+    };
+    let (remote_signer, named) = match parsed {
+        None => (None, None),
+        Some(SignerArg::Key(k)) => (None, Some(k)),
+        Some(SignerArg::Bunker(b)) => {
+            remote_alone()?;
+            (Some(RemoteSigner::Bunker(b)), None)
+        }
+        Some(SignerArg::Pairing(p)) => {
+            remote_alone()?;
+            (Some(RemoteSigner::Pairing(p)), None)
+        }
+    };
+    Ok((
+        Signing {
+            key: choice(key),
+            remote: remote_signer,
+            expect,
+            timeout: Duration::from_secs(remote.signer_timeout),
+        },
+        named,
+    ))
 }

@@ -24,6 +24,7 @@ use qube_agent::{Event, Keys, Limits, UnsignedEvent, UnverifiedEvent};
 use crate::draft::{write_new_file, Draft};
 use crate::error::{warn, CliError, Result};
 use crate::keycmd::{npub, KeyChoice};
+use crate::remote::{self, RemoteSigner};
 use crate::show::{self, print_fields};
 use crate::time::format_utc;
 use crate::{keystore, limits, publish};
@@ -259,6 +260,60 @@ pub fn sign(
     Ok(check_signed(event, rules, now)?.into_event())
 }
 
+/// Who signs: a key file, or a NIP-46 remote signer ([`crate::remote`]),
+/// and the key the signature must be made with.
+pub struct Signing<'a> {
+    /// `--key`, `--name`, `--passphrase-file` (unused with a remote signer).
+    pub key: KeyChoice<'a>,
+    /// `--signer bunker://...` or `nostrconnect://...`.
+    pub remote: Option<RemoteSigner>,
+    /// `--expect NPUB`.
+    pub expect: Option<[u8; 32]>,
+    /// `--signer-timeout`.
+    pub timeout: Duration,
+}
+
+impl Signing<'_> {
+    /// Signs `unsigned` and checks the result with `rules`: with the key
+    /// file (checked against `expect` before signing), or through the
+    /// remote signer ([`remote::sign`], whose answer is checked by
+    /// [`remote::check_returned`] and then here). Returns the event and,
+    /// for a key file, its keys (they answer NIP-42 when publishing).
+    ///
+    /// # Errors
+    /// The key cannot be unlocked, is not `expect`, the remote signer
+    /// fails or answers wrongly, or the event breaks a rule.
+    pub fn sign(
+        &self,
+        unsigned: UnsignedEvent,
+        rules: &DirectiveRules,
+    ) -> Result<(Event, Option<Keys>)> {
+        if let Some(remote) = &self.remote {
+            let event = remote::sign(
+                remote,
+                &unsigned,
+                self.expect.as_ref().map(|k| (k, "--expect")),
+                self.timeout,
+            )?;
+            let directive = check_signed(event, rules, qube_agent::now())?;
+            return Ok((directive.into_event(), None));
+        }
+        let keys = self.key.unlock()?.keys()?;
+        if let Some(expect) = &self.expect {
+            if &keys.public_key() != expect {
+                return Err(CliError::failure(format!(
+                    "the key is {}, not {} (--expect); nothing signed",
+                    npub(&keys.public_key()),
+                    npub(expect)
+                ))
+                .hint("choose the expected key with --key or --name, or check --expect"));
+            }
+        }
+        let event = sign(&keys, unsigned, rules, qube_agent::now())?;
+        Ok((event, Some(keys)))
+    }
+}
+
 /// Where a proposal goes.
 pub struct Destination<'a> {
     /// `--out FILE`: write there, touch no network.
@@ -280,7 +335,7 @@ pub struct Destination<'a> {
 /// # Errors
 /// The directive breaks a rule (before any key is read), the key cannot be
 /// unlocked, the file cannot be written, or no relay accepted it.
-pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<()> {
+pub fn run(spec: &Spec, signing: &Signing<'_>, dest: &Destination<'_>) -> Result<()> {
     let now = qube_agent::now();
     let unsigned = build(spec, now);
     let rules = rules(&spec.network, &spec.d_tag);
@@ -304,8 +359,7 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
         &[("created_at", show::time(unsigned.created_at))],
         &unsigned,
     );
-    let keys = key.unlock()?.keys()?;
-    let event = sign(&keys, unsigned, &rules, now)?;
+    let (event, keys) = signing.sign(unsigned, &rules)?;
     eprintln!("signed:");
     print_fields(
         &[("id", event.id_hex()), ("signer", npub(&event.pubkey))],
@@ -325,8 +379,10 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
         Some(path) => Some(keystore::unlock(path, dest.auth_passphrase_file)?.keys()?),
         None => None,
     };
-    let auth = auth_keys.as_ref().unwrap_or(&keys);
-    publish::publish_and_report(&[event], dest.relays.clone(), Some(auth), dest.timeout)
+    // A remote signer is asked to sign the directive only: NIP-42 is
+    // answered with --auth-key then, or not at all.
+    let auth = auth_keys.as_ref().or(keys.as_ref());
+    publish::publish_and_report(&[event], dest.relays.clone(), auth, dest.timeout)
 }
 
 /// `govctl sign DRAFT --out FILE`: shows the draft on stderr (every tag in
@@ -340,11 +396,19 @@ pub fn run(spec: &Spec, key: &KeyChoice<'_>, dest: &Destination<'_>) -> Result<(
 pub fn run_sign(
     draft_path: &Path,
     out: &Path,
-    key: &KeyChoice<'_>,
+    signing: &Signing<'_>,
     d_tag: &str,
     yes: bool,
 ) -> Result<()> {
     let (draft, pubkey, unsigned) = Draft::load(draft_path)?;
+    if let Some(expect) = signing.expect.filter(|e| e != &pubkey) {
+        return Err(CliError::failure(format!(
+            "the draft is for {}, not {} (--expect)",
+            npub(&pubkey),
+            npub(&expect)
+        ))
+        .hint("sign the draft made for the expected key, or check --expect"));
+    }
     let network = unsigned
         .tags
         .iter()
@@ -388,16 +452,28 @@ pub fn run_sign(
     if !yes && !crate::prompt::confirm("sign it?", "--yes to sign without asking")? {
         return Err(CliError::failure("not signed").hint("run it again and answer y to sign"));
     }
-    let keys = key.unlock()?.keys()?;
-    if keys.public_key() != pubkey {
-        return Err(CliError::failure(format!(
-            "the draft is for {}, but the key is {}",
-            npub(&pubkey),
-            npub(&keys.public_key())
-        ))
-        .hint("sign with the key the draft names (--key or --name), or make a new draft with --signer"));
-    }
-    let event = sign(&keys, unsigned, &rules, now)?;
+    let event = if let Some(remote) = &signing.remote {
+        // The remote signer must sign as the draft's key (checked before it
+        // is asked to sign), and return exactly the draft.
+        let event = remote::sign(
+            remote,
+            &unsigned,
+            Some((&pubkey, "the draft's key")),
+            signing.timeout,
+        )?;
+        check_signed(event, &rules, qube_agent::now())?.into_event()
+    } else {
+        let keys = signing.key.unlock()?.keys()?;
+        if keys.public_key() != pubkey {
+            return Err(CliError::failure(format!(
+                "the draft is for {}, but the key is {}",
+                npub(&pubkey),
+                npub(&keys.public_key())
+            ))
+            .hint("sign with the key the draft names (--key or --name), or make a new draft with --signer"));
+        }
+        sign(&keys, unsigned, &rules, now)?
+    };
     if event.id_hex() != draft.id {
         return Err(CliError::failure(
             "the signed event's id differs from the draft's; nothing written",
