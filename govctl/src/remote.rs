@@ -10,7 +10,7 @@
 //! `bunker://` token names the remote signer's key and relays, and govctl
 //! sends `connect` ([`Session::bunker`]); with `nostrconnect://` govctl
 //! shows its own URI and QR code and waits for the signer app's `connect`
-//! response carrying the URI's secret ([`Session::pair`]). Then
+//! answer carrying the URI's secret ([`Session::pair`], [`pairs_with`]). Then
 //! `get_public_key` (the user's key, which may differ from the signer's
 //! own) and `sign_event`.
 //!
@@ -20,7 +20,8 @@
 //! are rust-nostr's (`nostr` 0.45, the workspace's). rust-nostr's
 //! `nostr-connect` client is not used: every `nostr-sdk` 0.45 release it
 //! depends on is yanked from crates.io, and 0.44 would link a second
-//! libsecp256k1 (docs/RELEASE.md, "Dependency policy").
+//! libsecp256k1 (docs/RELEASE.md, "Dependency policy"). Its 0.44 signer
+//! side is what `govctl/tests/remote_signer.rs` checks govctl against.
 //!
 //! Nothing a signer or relay sends can make govctl panic or write anything:
 //! a malformed, undecryptable or foreign message is ignored; a refusal, a
@@ -195,6 +196,35 @@ pub fn qr_code(text: &str) -> Option<String> {
     )
 }
 
+/// Whether `message` from `from` completes a `nostrconnect://` pairing
+/// whose one-time secret is `secret` (NIP-46, "Direct connection
+/// initiated by the client").
+///
+/// Two forms are accepted, both only with the secret:
+/// - the current one: a response whose `result` is the secret;
+/// - the earlier one, still sent by signers built on rust-nostr 0.44 and
+///   before: a `connect` request whose parameters are the signer's own key
+///   (hex, the event's author) and the secret.
+///
+/// An `ack` or any other answer without the secret pairs nothing: the
+/// secret is what keeps a third party that saw the URI's relay traffic
+/// (but not the URI) from posing as the signer.
+fn pairs_with(message: &NostrConnectMessage, from: &[u8; 32], secret: &str) -> bool {
+    match message {
+        NostrConnectMessage::Response {
+            result: Some(result),
+            error: None,
+            ..
+        } => result.as_str() == secret,
+        NostrConnectMessage::Request { method, params, .. } => {
+            method.to_string() == "connect"
+                && params.first().map(String::as_str) == Some(hex::encode(from).as_str())
+                && params.get(1).map(String::as_str) == Some(secret)
+        }
+        NostrConnectMessage::Response { .. } => false,
+    }
+}
+
 /// One NIP-46 conversation: the relays, our throwaway client key, and the
 /// remote signer's key once known. No `Debug`: it holds a secret key.
 pub struct Session {
@@ -241,10 +271,10 @@ impl Session {
 
     /// Client-initiated pairing (NIP-46 `nostrconnect://`): subscribes on
     /// `pairing`'s relays, prints the URI (with a new random secret) and its
-    /// QR code on stderr, and waits for a `connect` response whose result
-    /// is that secret; its author is the remote signer. Answers with any
-    /// other result (`ack` included) are ignored: the secret is what keeps
-    /// another party from posing as the signer.
+    /// QR code on stderr, and waits for the signer's `connect` answer that
+    /// carries that secret ([`pairs_with`]); its author is the remote
+    /// signer. Answers without it (`ack` included) are ignored: the secret
+    /// is what keeps another party from posing as the signer.
     ///
     /// # Errors
     /// No relay reachable, randomness unavailable, or no signer within the
@@ -280,17 +310,10 @@ impl Session {
                 ))
                 .hint("scan the URI with the signer app (it must reach the same relay), or give more time with --signer-timeout SECS"));
             };
-            if let NostrConnectMessage::Response {
-                result: Some(result),
-                error: None,
-                ..
-            } = &message
-            {
-                if result.as_str() == secret.as_str() {
-                    session.signer = from;
-                    eprintln!("paired with remote signer {}", npub(&from));
-                    return Ok(session);
-                }
+            if pairs_with(&message, &from, &secret) {
+                session.signer = from;
+                eprintln!("paired with remote signer {}", npub(&from));
+                return Ok(session);
             }
         }
     }
@@ -603,9 +626,45 @@ mod tests {
     }
 
     #[test]
+    fn pairing_needs_the_secret_in_either_connect_form() {
+        let from = [7u8; 32];
+        let from_hex = hex::encode(from);
+        let response = |result: Option<&str>, error: Option<&str>| NostrConnectMessage::Response {
+            id: "1".to_owned(),
+            result: result.map(str::to_owned),
+            error: error.map(str::to_owned),
+        };
+        let request = |method: &str, params: &[&str]| {
+            NostrConnectMessage::from_json(
+                serde_json::json!({ "id": "2", "method": method, "params": params }).to_string(),
+            )
+            .unwrap()
+        };
+        assert!(pairs_with(&response(Some("s3cret"), None), &from, "s3cret"));
+        assert!(pairs_with(
+            &request("connect", &[&from_hex, "s3cret"]),
+            &from,
+            "s3cret"
+        ));
+        for refused in [
+            response(Some("ack"), None),
+            response(Some("other"), None),
+            response(Some("s3cret"), Some("no")),
+            response(None, Some("s3cret")),
+            request("connect", &[&from_hex]),
+            request("connect", &[&from_hex, "other"]),
+            // The key in the request must be the author's.
+            request("connect", &[&hex::encode([8u8; 32]), "s3cret"]),
+            request("get_public_key", &[&from_hex, "s3cret"]),
+        ] {
+            assert!(!pairs_with(&refused, &from, "s3cret"), "{refused:?}");
+        }
+    }
+
+    #[test]
     fn qr_code_renders_a_nostrconnect_uri() {
         let uri = format!(
-            "nostrconnect://{}?relay=wss%3A%2F%2Frelay.example&secret={}&perms=sign_event%3A33321&name=govctl",
+            "nostrconnect://{}?relay=wss%3A%2F%2Frelay.example&secret={}&perms=sign_event%3A33321&name=govctl&metadata=%7B%22name%22%3A%22govctl%22%7D",
             "ab".repeat(32),
             "cd".repeat(16)
         );

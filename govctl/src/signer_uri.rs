@@ -9,7 +9,7 @@
 //!   relay values percent-encoded or not; other parameters are ignored.
 //! - `nostrconnect://?relay=<ws(s) URL>[&relay=...]`: govctl adds its own
 //!   client key, a random `secret`, `perms=sign_event:33321` and
-//!   `name=govctl` ([`client_uri`]); a value that already carries a key,
+//!   `name=govctl` (and the older `metadata`, [`client_uri`]); a value that already carries a key,
 //!   a secret or perms is refused.
 //!
 //! Every relay must be `wss://`, or `ws://` to a loopback host unless
@@ -267,7 +267,9 @@ fn parse_pairing(text: &str, allow_insecure_ws: bool) -> Result<Pairing> {
 /// The `nostrconnect://` URI for a signer app (NIP-46, "Direct connection
 /// initiated by the client"): the client's hex key, each relay, the
 /// secret, `perms=sign_event:33321` and `name=govctl`, values
-/// percent-encoded.
+/// percent-encoded; and `metadata={"name":"govctl"}`, the earlier form of
+/// the name, without which signers built on rust-nostr 0.44 and before
+/// refuse the URI (NIP-46 signers ignore parameters they do not know).
 pub fn client_uri(client: &[u8; 32], relays: &[RelayTarget], secret: &str) -> Zeroizing<String> {
     let mut query = url_encoded();
     for relay in relays {
@@ -279,6 +281,7 @@ pub fn client_uri(client: &[u8; 32], relays: &[RelayTarget], secret: &str) -> Ze
         &format!("sign_event:{}", qube_agent::core::directive::DIRECTIVE_KIND),
     );
     query.append_pair("name", "govctl");
+    query.append_pair("metadata", r#"{"name":"govctl"}"#);
     Zeroizing::new(format!(
         "nostrconnect://{}?{}",
         hex::encode(client),
@@ -451,7 +454,7 @@ mod tests {
         assert_eq!(
             uri.as_str(),
             format!(
-                "nostrconnect://{}?relay=wss%3A%2F%2Frelay.example&secret=0123abcd&perms=sign_event%3A33321&name=govctl",
+                "nostrconnect://{}?relay=wss%3A%2F%2Frelay.example&secret=0123abcd&perms=sign_event%3A33321&name=govctl&metadata=%7B%22name%22%3A%22govctl%22%7D",
                 hex::encode([1; 32])
             )
         );

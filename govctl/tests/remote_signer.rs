@@ -2,12 +2,13 @@
 //! signer that runs in this test, on the in-process relay, and holds a
 //! governance key govctl never sees.
 //!
-//! The signer answers NIP-46 requests (kind 24133, NIP-44 v2) with
-//! rust-nostr's own NIP-46 types: an honest one parses `sign_event` with
-//! rust-nostr's `NostrConnectRequest` and signs with rust-nostr's keys (as
-//! nostr-connect's signer does); the misbehaving ones sign with another key
-//! or change a tag. govctl must refuse those before it writes or publishes
-//! anything, and a running qube-agent must count the honest one.
+//! Two kinds of signer answer NIP-46 requests (kind 24133, NIP-44 v2):
+//! rust-nostr's own remote signer (`nostr-connect` 0.44's
+//! `NostrConnectRemoteSigner`, a signer written by others, for the quorum
+//! test and a pairing), and signers written here on rust-nostr's NIP-46
+//! types, which can misbehave: sign with another key or change a tag.
+//! govctl must refuse those before it writes or publishes anything, and a
+//! running qube-agent must count what the honest ones sign.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -249,6 +250,146 @@ async fn start_signer(
     }
 }
 
+/// rust-nostr's own remote signer (`nostr-connect` 0.44, the signer side
+/// of signer apps built on rust-nostr), approving every request and
+/// recording its method. Holds `user`, a governance key govctl never sees.
+struct RustNostrSigner {
+    signer: Keys,
+    user: Keys,
+    seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RustNostrSigner {
+    fn bunker_uri(&self, relay: &str, secret: &str) -> String {
+        format!(
+            "bunker://{}?relay={relay}&secret={secret}",
+            hex::encode(self.signer.public_key())
+        )
+    }
+
+    fn user_npub(&self) -> String {
+        qube_agent::core::nip19::encode_npub(&self.user.public_key())
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RustNostrSigner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Approves everything, as a user tapping "allow" would, and keeps the
+/// methods asked.
+struct ApproveAll(Arc<Mutex<Vec<String>>>);
+
+impl nostr_connect::prelude::NostrConnectSignerActions for ApproveAll {
+    fn approve(
+        &self,
+        _client: &nostr_connect::prelude::PublicKey,
+        request: &nostr_connect::prelude::NostrConnectRequest,
+    ) -> bool {
+        self.0.lock().unwrap().push(request.method().to_string());
+        true
+    }
+}
+
+/// The rust-nostr (0.44) form of a key.
+fn rust_nostr_keys(keys: &Keys) -> nostr_connect::prelude::Keys {
+    nostr_connect::prelude::Keys::parse(&hex::encode(keys.secret_bytes())).unwrap()
+}
+
+/// Starts rust-nostr's remote signer on `relay`: for a bunker URI with
+/// `secret` when `client_uri` is `None`, else paired with the
+/// `nostrconnect://` URI a client printed. For a bunker, returns once the
+/// signer answers a `ping` (its subscription is up: NIP-46 events are
+/// ephemeral, a request sent before would be lost); the ping is not in
+/// `seen`.
+async fn start_rust_nostr_signer(
+    relay: &str,
+    secret: Option<&str>,
+    client_uri: Option<&str>,
+) -> RustNostrSigner {
+    use nostr_connect::prelude::{NostrConnectKeys, NostrConnectRemoteSigner, NostrConnectURI};
+    let signer = Keys::generate().unwrap();
+    let user = Keys::generate().unwrap();
+    let keys = NostrConnectKeys {
+        signer: rust_nostr_keys(&signer),
+        user: rust_nostr_keys(&user),
+    };
+    let remote = match client_uri {
+        None => NostrConnectRemoteSigner::new(keys, [relay], secret.map(str::to_owned), None),
+        Some(uri) => NostrConnectRemoteSigner::from_uri(
+            NostrConnectURI::parse(uri).unwrap(),
+            keys,
+            secret.map(str::to_owned),
+            None,
+        ),
+    }
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let actions = ApproveAll(Arc::clone(&seen));
+    let task = tokio::spawn(async move {
+        remote.serve(actions).await.unwrap();
+    });
+    if client_uri.is_none() {
+        wait_for_pong(relay, &signer).await;
+        seen.lock().unwrap().clear();
+    }
+    RustNostrSigner {
+        signer,
+        user,
+        seen,
+        task,
+    }
+}
+
+/// Sends `ping` requests to `signer` from a throwaway key until one is
+/// answered `pong` (10 s at most).
+async fn wait_for_pong(relay: &str, signer: &Keys) {
+    let probe = Keys::generate().unwrap();
+    let (pool, mut rx) = RelayPool::start(
+        vec![qube_e2e::target(relay)],
+        vec![Filter {
+            kinds: vec![24133],
+            tags: [('p', vec![hex::encode(probe.public_key())])].into(),
+            ..Filter::default()
+        }],
+        qube_e2e::fast_options(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ping =
+        NostrConnectMessage::from_json(r#"{"id":"probe","method":"ping","params":[]}"#).unwrap();
+    while Instant::now() < deadline {
+        pool.publish(&envelope(&probe, &signer.public_key(), &ping));
+        let wait = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                report = rx.recv() => {
+                    let Some(RelayEvent::Event { event, .. }) = report else { continue };
+                    let Ok(plain) = nip44::decrypt(
+                        &nostr_secret(&probe),
+                        &nostr_public(&event.pubkey),
+                        &event.content,
+                    ) else {
+                        continue;
+                    };
+                    if plain.contains("pong") {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    panic!("rust-nostr's signer never answered ping");
+}
+
 /// `propose upgrade v1.2.3 --hash HASH` arguments with `extra` after them.
 fn propose_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -296,9 +437,9 @@ fn bunker_signed_directive_counts_toward_the_quorum() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let signer = rt.block_on(start_signer(
+    // rust-nostr's own remote signer, not one written for this test.
+    let signer = rt.block_on(start_rust_nostr_signer(
         &relay.url,
-        Behaviour::Honest,
         Some("s3cr3t-one"),
         None,
     ));
@@ -692,6 +833,74 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
         qube_agent::Event::from_json(text.as_bytes(), &qube_agent::Limits::default()).unwrap();
     assert_eq!(event.pubkey, app.user.public_key());
     assert_eq!(event.tag_value("version"), Some("v1.2.3"));
+}
+
+/// `nostrconnect://` pairing with rust-nostr's own signer, which pairs
+/// with the earlier form of the answer (a `connect` request carrying the
+/// secret): govctl prints the URI, the signer app reads it, pairs, and
+/// signs a directive that verifies.
+#[test]
+fn nostrconnect_pairing_works_with_rust_nostrs_signer() {
+    let rt = runtime();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_govctl"))
+        .args(propose_args(&[
+            "--signer",
+            &format!("nostrconnect://?relay={}", relay.url),
+            "--out",
+            "paired.json",
+        ]))
+        .current_dir(env.dir.path())
+        .env("GOVCTL_HOME", env.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let uri = loop {
+        let line = lines
+            .next()
+            .expect("govctl ended before printing the URI")
+            .unwrap();
+        if line.starts_with("nostrconnect://") {
+            break line;
+        }
+    };
+    let secret = nostr::types::url::Url::parse(&uri)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let app = rt.block_on(start_rust_nostr_signer(
+        &relay.url,
+        Some(&secret),
+        Some(&uri),
+    ));
+    let rest: String = lines.map(|l| l.unwrap() + "\n").collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains(&format!(
+            "paired with remote signer {}",
+            qube_agent::core::nip19::encode_npub(&app.signer.public_key())
+        )),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&format!("signs as {}", app.user_npub())),
+        "{rest}"
+    );
+    assert_eq!(app.seen(), ["get_public_key", "sign_event"]);
+    let text = std::fs::read_to_string(env.path("paired.json")).unwrap();
+    let event =
+        qube_agent::Event::from_json(text.as_bytes(), &qube_agent::Limits::default()).unwrap();
+    assert_eq!(event.pubkey, app.user.public_key());
+    assert_eq!(event.tag_value("version"), Some("v1.2.3"));
+    let out = env.run(&["verify", "paired.json", "--network", "hqz"]);
+    common::assert_ok(&out, &["verify", "paired.json"]);
 }
 
 /// The NIP-46 `sign_event` round trip on loopback, as govctl reports it
