@@ -314,6 +314,22 @@ impl Signing<'_> {
     }
 }
 
+/// Refuses an `--out` file that exists, before anything is signed (the
+/// write itself refuses too: [`write_new_file`] creates the file new).
+///
+/// # Errors
+/// `path` exists (or is a dangling symlink).
+fn refuse_existing(path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(CliError::failure(format!(
+            "{} already exists; refusing to overwrite it",
+            path.display()
+        ))
+        .hint("choose another --out FILE"));
+    }
+    Ok(())
+}
+
 /// Where a proposal goes.
 pub struct Destination<'a> {
     /// `--out FILE`: write there, touch no network.
@@ -340,6 +356,10 @@ pub fn run(spec: &Spec, signing: &Signing<'_>, dest: &Destination<'_>) -> Result
     let unsigned = build(spec, now);
     let rules = rules(&spec.network, &spec.d_tag);
     check_unsigned(&unsigned, &rules, now)?;
+    // Before a passphrase is asked or a remote signer approves anything.
+    if let Some(out) = dest.out {
+        refuse_existing(out)?;
+    }
     if let Some(pubkey) = dest.unsigned_for {
         let out = dest
             .out
@@ -418,13 +438,7 @@ pub fn run_sign(
         .unwrap_or_default();
     let rules = rules(&network, d_tag);
     let now = qube_agent::now();
-    if out.exists() {
-        return Err(CliError::failure(format!(
-            "{} already exists; refusing to overwrite it",
-            out.display()
-        ))
-        .hint("choose another --out FILE"));
-    }
+    refuse_existing(out)?;
     // Shown first, whatever is wrong with it: the signer sees what was asked.
     show_before_signing(
         &[

@@ -835,6 +835,36 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
     assert_eq!(event.tag_value("version"), Some("v1.2.3"));
 }
 
+/// An `--out` file that exists is refused before the remote signer is
+/// contacted: nobody approves a signature that would then not be written.
+#[test]
+fn an_existing_out_file_is_refused_before_the_signer_is_asked() {
+    let rt = runtime();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let signer = rt.block_on(start_signer(
+        &relay.url,
+        Behaviour::Honest,
+        Some("pw"),
+        None,
+    ));
+    let uri = signer.bunker_uri(&relay.url, "pw");
+    std::fs::write(env.path("taken.json"), "keep me\n").unwrap();
+    let out = env.run(&propose_args(&["--signer", &uri, "--out", "taken.json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("taken.json already exists; refusing to overwrite it"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(signer.seen().is_empty(), "asked: {:?}", signer.seen());
+    assert_eq!(
+        std::fs::read_to_string(env.path("taken.json")).unwrap(),
+        "keep me\n"
+    );
+}
+
 /// `nostrconnect://` pairing with rust-nostr's own signer, which pairs
 /// with the earlier form of the answer (a `connect` request carrying the
 /// secret): govctl prints the URI, the signer app reads it, pairs, and
