@@ -41,7 +41,8 @@ enum Behaviour {
     AlterTag,
 }
 
-/// A NIP-46 remote signer on the test relay.
+/// A NIP-46 remote signer on the test relay: written here
+/// ([`start_signer`]) or rust-nostr's ([`start_rust_nostr_signer`]).
 struct Signer {
     /// The remote signer's own key (in the bunker URI).
     signer: Keys,
@@ -250,39 +251,6 @@ async fn start_signer(
     }
 }
 
-/// rust-nostr's own remote signer (`nostr-connect` 0.44, the signer side
-/// of signer apps built on rust-nostr), approving every request and
-/// recording its method. Holds `user`, a governance key govctl never sees.
-struct RustNostrSigner {
-    signer: Keys,
-    user: Keys,
-    seen: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RustNostrSigner {
-    fn bunker_uri(&self, relay: &str, secret: &str) -> String {
-        format!(
-            "bunker://{}?relay={relay}&secret={secret}",
-            hex::encode(self.signer.public_key())
-        )
-    }
-
-    fn user_npub(&self) -> String {
-        qube_agent::core::nip19::encode_npub(&self.user.public_key())
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for RustNostrSigner {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Approves everything, as a user tapping "allow" would, and keeps the
 /// methods asked.
 struct ApproveAll(Arc<Mutex<Vec<String>>>);
@@ -303,7 +271,9 @@ fn rust_nostr_keys(keys: &Keys) -> nostr_connect::prelude::Keys {
     nostr_connect::prelude::Keys::parse(&hex::encode(keys.secret_bytes())).unwrap()
 }
 
-/// Starts rust-nostr's remote signer on `relay`: for a bunker URI with
+/// Starts rust-nostr's own remote signer (`nostr-connect` 0.44, the
+/// signer side of signer apps built on rust-nostr) on `relay`, approving
+/// every request: for a bunker URI with
 /// `secret` when `client_uri` is `None`, else paired with the
 /// `nostrconnect://` URI a client printed. For a bunker, returns once the
 /// signer answers a `ping` (its subscription is up: NIP-46 events are
@@ -313,7 +283,7 @@ async fn start_rust_nostr_signer(
     relay: &str,
     secret: Option<&str>,
     client_uri: Option<&str>,
-) -> RustNostrSigner {
+) -> Signer {
     use nostr_connect::prelude::{NostrConnectKeys, NostrConnectRemoteSigner, NostrConnectURI};
     let signer = Keys::generate().unwrap();
     let user = Keys::generate().unwrap();
@@ -340,7 +310,7 @@ async fn start_rust_nostr_signer(
         wait_for_pong(relay, &signer).await;
         seen.lock().unwrap().clear();
     }
-    RustNostrSigner {
+    Signer {
         signer,
         user,
         seen,
@@ -720,33 +690,7 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govctl"))
-        .args(propose_args(&[
-            "--signer",
-            &format!("nostrconnect://?relay={}", relay.url),
-            "--out",
-            "paired.json",
-        ]))
-        .current_dir(env.dir.path())
-        .env("GOVCTL_HOME", env.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut before = String::new();
-    let uri = loop {
-        let line = lines
-            .next()
-            .expect("govctl ended before printing the URI")
-            .unwrap();
-        if line.starts_with("nostrconnect://") {
-            break line;
-        }
-        before.push_str(&line);
-        before.push('\n');
-    };
+    let (mut child, mut lines, before, uri) = spawn_pairing(&env, &relay.url);
     assert!(before.contains("about to sign this directive"), "{before}");
     // The QR code follows, then the wait.
     let mut after = String::new();
@@ -874,30 +818,7 @@ fn nostrconnect_pairing_works_with_rust_nostrs_signer() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govctl"))
-        .args(propose_args(&[
-            "--signer",
-            &format!("nostrconnect://?relay={}", relay.url),
-            "--out",
-            "paired.json",
-        ]))
-        .current_dir(env.dir.path())
-        .env("GOVCTL_HOME", env.home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let uri = loop {
-        let line = lines
-            .next()
-            .expect("govctl ended before printing the URI")
-            .unwrap();
-        if line.starts_with("nostrconnect://") {
-            break line;
-        }
-    };
+    let (mut child, lines, _, uri) = spawn_pairing(&env, &relay.url);
     let secret = nostr::types::url::Url::parse(&uri)
         .unwrap()
         .query_pairs()
@@ -931,6 +852,48 @@ fn nostrconnect_pairing_works_with_rust_nostrs_signer() {
     assert_eq!(event.tag_value("version"), Some("v1.2.3"));
     let out = env.run(&["verify", "paired.json", "--network", "hqz"]);
     common::assert_ok(&out, &["verify", "paired.json"]);
+}
+
+/// `govctl propose ... --signer nostrconnect://?relay=RELAY --out
+/// paired.json` as a child; returns it, its stderr lines after the URI,
+/// what it printed before the URI, and the URI.
+fn spawn_pairing(
+    env: &Env,
+    relay: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    String,
+    String,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_govctl"))
+        .args(propose_args(&[
+            "--signer",
+            &format!("nostrconnect://?relay={relay}"),
+            "--out",
+            "paired.json",
+        ]))
+        .current_dir(env.dir.path())
+        .env("GOVCTL_HOME", env.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = String::new();
+    let uri = loop {
+        let line = lines
+            .next()
+            .expect("govctl ended before printing the URI")
+            .unwrap();
+        if line.starts_with("nostrconnect://") {
+            break line;
+        }
+        before.push_str(&line);
+        before.push('\n');
+    };
+    (child, lines, before, uri)
 }
 
 /// The NIP-46 `sign_event` round trip on loopback, as govctl reports it
