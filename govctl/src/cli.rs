@@ -352,6 +352,10 @@ pub struct RemoteArgs {
     /// reports another key is refused before it is asked to sign.
     #[arg(long, value_name = "NPUB")]
     pub expect: Option<String>,
+    /// Agent config: refuse unless the directive is signed by one of its voters (as --expect, for
+    /// any voter among its follows).
+    #[arg(long, value_name = "PATH", conflicts_with = "expect")]
+    pub config: Option<PathBuf>,
     /// Seconds to wait for a remote signer: for its relay, for the signer app to pair
     /// (nostrconnect://), and for each answer (approving on a phone takes time).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SIGNER_TIMEOUT_SECS,

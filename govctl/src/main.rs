@@ -48,7 +48,7 @@ use crate::cli::{
 use crate::error::{CliError, Result};
 use crate::keycmd::KeyChoice;
 use crate::propose::Signing;
-use crate::remote::RemoteSigner;
+use crate::remote::{Expected, RemoteSigner};
 use crate::signer_uri::SignerArg;
 
 fn main() -> ExitCode {
@@ -275,21 +275,38 @@ fn signing<'a>(
     allow_insecure_ws: bool,
     unsigned: bool,
 ) -> Result<(Signing<'a>, Option<[u8; 32]>)> {
-    let expect = remote
-        .expect
-        .as_deref()
-        .map(|text| {
+    let expect = match (&remote.expect, &remote.config) {
+        (Some(text), _) => Some(Expected::key(
             config_edit::parse_public_key(text).map_err(|e| {
                 CliError::usage(format!("--expect: {}", e.message()))
                     .hint("give an npub or 64 hex characters")
+            })?,
+            "--expect",
+        )),
+        (None, Some(path)) => {
+            let config = config_edit::load_config(path)?;
+            let keys: Vec<[u8; 32]> = config.voters().map(|f| *f.pubkey()).collect();
+            if keys.is_empty() {
+                return Err(CliError::failure(format!(
+                    "{} has no voters, so no signature could be expected",
+                    path.display()
+                ))
+                .hint(
+                    "`govctl follows add NPUB --name NAME --role voter --config FILE` adds one",
+                ));
+            }
+            Some(Expected {
+                keys,
+                source: format!("a voter of {} (--config)", path.display()),
             })
-        })
-        .transpose()?;
+        }
+        (None, None) => None,
+    };
     if unsigned && expect.is_some() {
         return Err(CliError::usage(
-            "--expect checks a signature, and a draft (--unsigned) has none yet",
+            "--expect and --config check a signature, and a draft (--unsigned) has none yet",
         )
-        .hint("pass --expect to `govctl sign` or to a propose that signs"));
+        .hint("pass them to `govctl sign` or to a propose that signs"));
     }
     let parsed = signer
         .map(|text| signer_uri::parse(text, allow_insecure_ws))

@@ -24,7 +24,7 @@ use qube_agent::{Event, Keys, Limits, UnsignedEvent, UnverifiedEvent};
 use crate::draft::{write_new_file, Draft};
 use crate::error::{warn, CliError, Result};
 use crate::keycmd::{npub, KeyChoice};
-use crate::remote::{self, RemoteSigner};
+use crate::remote::{self, Expected, RemoteSigner};
 use crate::show::{self, print_fields};
 use crate::time::format_utc;
 use crate::{keystore, limits, publish};
@@ -267,8 +267,8 @@ pub struct Signing<'a> {
     pub key: KeyChoice<'a>,
     /// `--signer bunker://...` or `nostrconnect://...`.
     pub remote: Option<RemoteSigner>,
-    /// `--expect NPUB`.
-    pub expect: Option<[u8; 32]>,
+    /// `--expect NPUB`, or `--config`'s voters.
+    pub expect: Option<Expected>,
     /// `--signer-timeout`.
     pub timeout: Duration,
 }
@@ -289,25 +289,25 @@ impl Signing<'_> {
         rules: &DirectiveRules,
     ) -> Result<(Event, Option<Keys>)> {
         if let Some(remote) = &self.remote {
-            let event = remote::sign(
-                remote,
-                &unsigned,
-                self.expect.as_ref().map(|k| (k, "--expect")),
-                self.timeout,
-            )?;
+            let event = remote::sign(remote, &unsigned, self.expect.as_ref(), self.timeout)?;
             let directive = check_signed(event, rules, qube_agent::now())?;
             return Ok((directive.into_event(), None));
         }
         let keys = self.key.unlock()?.keys()?;
-        if let Some(expect) = &self.expect {
-            if &keys.public_key() != expect {
-                return Err(CliError::failure(format!(
-                    "the key is {}, not {} (--expect); nothing signed",
-                    npub(&keys.public_key()),
-                    npub(expect)
-                ))
-                .hint("choose the expected key with --key or --name, or check --expect"));
-            }
+        if let Some(expect) = self
+            .expect
+            .as_ref()
+            .filter(|e| !e.allows(&keys.public_key()))
+        {
+            return Err(CliError::failure(format!(
+                "the key is {}, not {}; nothing signed",
+                npub(&keys.public_key()),
+                expect.describe()
+            ))
+            .hint(format!(
+                "choose the expected key with --key or --name, or check {}",
+                expect.source
+            )));
         }
         let event = sign(&keys, unsigned, rules, qube_agent::now())?;
         Ok((event, Some(keys)))
@@ -421,13 +421,16 @@ pub fn run_sign(
     yes: bool,
 ) -> Result<()> {
     let (draft, pubkey, unsigned) = Draft::load(draft_path)?;
-    if let Some(expect) = signing.expect.filter(|e| e != &pubkey) {
+    if let Some(expect) = signing.expect.as_ref().filter(|e| !e.allows(&pubkey)) {
         return Err(CliError::failure(format!(
-            "the draft is for {}, not {} (--expect)",
+            "the draft is for {}, not {}",
             npub(&pubkey),
-            npub(&expect)
+            expect.describe()
         ))
-        .hint("sign the draft made for the expected key, or check --expect"));
+        .hint(format!(
+            "sign the draft made for the expected key, or check {}",
+            expect.source
+        )));
     }
     let network = unsigned
         .tags
@@ -472,7 +475,7 @@ pub fn run_sign(
         let event = remote::sign(
             remote,
             &unsigned,
-            Some((&pubkey, "the draft's key")),
+            Some(&Expected::key(pubkey, "the draft's key")),
             signing.timeout,
         )?;
         check_signed(event, &rules, qube_agent::now())?.into_event()

@@ -59,11 +59,45 @@ pub enum RemoteSigner {
     Pairing(Pairing),
 }
 
+/// The keys a directive may be signed with, and the option that says so
+/// (for messages).
+pub struct Expected {
+    /// 32-byte x-only public keys; never empty.
+    pub keys: Vec<[u8; 32]>,
+    /// What names them: `"--expect"`, `"the draft's key"`, or the voters
+    /// of a config (`"a voter of PATH (--config)"` is how it is shown).
+    pub source: String,
+}
+
+impl Expected {
+    /// One key, named by `source`.
+    pub fn key(key: [u8; 32], source: &str) -> Expected {
+        Expected {
+            keys: vec![key],
+            source: source.to_owned(),
+        }
+    }
+
+    /// Whether `key` may sign.
+    pub fn allows(&self, key: &[u8; 32]) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// What was expected, for "X, not {this}": the npub and its source, or
+    /// "a voter of PATH (--config)".
+    pub fn describe(&self) -> String {
+        match self.keys.as_slice() {
+            [one] => format!("{} ({})", npub(one), self.source),
+            _ => self.source.clone(),
+        }
+    }
+}
+
 /// Asks `signer` to sign `unsigned` and checks the answer: connects (or
 /// pairs), asks `get_public_key`, refuses before asking to sign when that
-/// key is not `expect` (a key and where it comes from, `--expect` or the
-/// draft), then `sign_event` and [`check_returned`]. Each wait (relays,
-/// pairing, every answer) is bounded by `timeout`.
+/// key is not one `expect` allows (`--expect`, `--config`'s voters or the
+/// draft's key), then `sign_event` and [`check_returned`]. Each wait
+/// (relays, pairing, every answer) is bounded by `timeout`.
 ///
 /// # Errors
 /// No relay reachable, a timeout, a refusal by the signer, a key other
@@ -71,7 +105,7 @@ pub enum RemoteSigner {
 pub fn sign(
     signer: &RemoteSigner,
     unsigned: &UnsignedEvent,
-    expect: Option<(&[u8; 32], &str)>,
+    expect: Option<&Expected>,
     timeout: Duration,
 ) -> Result<Event> {
     crate::relays::runtime()?.block_on(async {
@@ -85,17 +119,16 @@ pub fn sign(
             npub(&session.signer),
             npub(&user)
         );
-        if let Some((expect, source)) = expect {
-            if &user != expect {
-                return Err(CliError::failure(format!(
-                    "the remote signer signs as {}, not {} ({source}); nothing was asked or signed",
-                    npub(&user),
-                    npub(expect)
-                ))
-                .hint(format!(
-                    "connect to the signer that holds {source}, or check {source}"
-                )));
-            }
+        if let Some(expect) = expect.filter(|e| !e.allows(&user)) {
+            return Err(CliError::failure(format!(
+                "the remote signer signs as {}, not {}; nothing was asked or signed",
+                npub(&user),
+                expect.describe()
+            ))
+            .hint(format!(
+                "connect to the signer that holds the expected key, or check {}",
+                expect.source
+            )));
         }
         let started = Instant::now();
         let answer = session.sign_event(unsigned, &user).await?;

@@ -809,6 +809,104 @@ fn an_existing_out_file_is_refused_before_the_signer_is_asked() {
     );
 }
 
+/// `--config`: the signature must be a voter's of that agent config, for a
+/// remote signer (refused before it is asked to sign) and for a key file
+/// (refused before it signs).
+#[test]
+fn config_voters_are_the_expected_signers() {
+    let rt = runtime();
+    let relay = rt.block_on(start_relay(false));
+    let env = Env::new();
+    let signer = rt.block_on(start_signer(
+        &relay.url,
+        Behaviour::Honest,
+        Some("pw"),
+        None,
+    ));
+    let uri = signer.bunker_uri(&relay.url, "pw");
+    let files = common::voters(&env, &["ann", "ben"]);
+    let carol = signer.user_npub();
+    let without_carol = common::config_toml(&relay.url, &common::pairs(&files), 2);
+    let with_carol = common::config_toml(
+        &relay.url,
+        &[
+            (files[0].0.as_str(), files[0].1.as_str()),
+            ("carol", &carol),
+        ],
+        2,
+    );
+    std::fs::write(env.path("without.toml"), without_carol).unwrap();
+    std::fs::write(env.path("with.toml"), with_carol).unwrap();
+
+    // The remote signer's key is not a voter: refused before sign_event.
+    let out = env.run(&propose_args(&[
+        "--signer",
+        &uri,
+        "--config",
+        "without.toml",
+        "--out",
+        "a.json",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "the remote signer signs as {carol}, not a voter of without.toml (--config); nothing was asked or signed"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(signer.seen(), ["connect", "get_public_key"]);
+    assert!(!env.path("a.json").exists());
+
+    // It is one: signed.
+    let out = env.run(&propose_args(&[
+        "--signer",
+        &uri,
+        "--config",
+        "with.toml",
+        "--out",
+        "b.json",
+    ]));
+    common::assert_ok(&out, &["propose", "--config", "with.toml"]);
+    assert_eq!(signer.seen().last().map(String::as_str), Some("sign_event"));
+    let out = env.run(&["verify", "b.json", "--config", "with.toml"]);
+    common::assert_ok(&out, &["verify", "b.json", "--config", "with.toml"]);
+
+    // A key file that is not a voter of the config (ben in with.toml).
+    let out = env.run(&propose_args(&[
+        "--name",
+        "ben",
+        "--passphrase-file",
+        "pass",
+        "--config",
+        "with.toml",
+        "--out",
+        "c.json",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "the key is {}, not a voter of with.toml (--config); nothing signed",
+            files[1].1
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path("c.json").exists());
+    // --expect and --config name the same thing twice.
+    let out = env.run(&propose_args(&[
+        "--signer",
+        &uri,
+        "--config",
+        "with.toml",
+        "--expect",
+        &carol,
+        "--out",
+        "d.json",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 /// `nostrconnect://` pairing with rust-nostr's own signer, which pairs
 /// with the earlier form of the answer (a `connect` request carrying the
 /// secret): govctl prints the URI, the signer app reads it, pairs, and
