@@ -191,7 +191,12 @@ impl UnverifiedEvent {
     #[doc(hidden)]
     pub fn from_json_checked(bytes: &[u8], limits: &Limits) -> Result<Self, Error> {
         let text = json::precheck(bytes, "event", limits.max_event_bytes, EVENT_DEPTH)?;
-        Self::parse(serde_json::Deserializer::from_str(text), limits)
+        // The same reader as the fast path (one instance of the parser
+        // in the binary); the precheck has checked the UTF-8 already.
+        Self::parse(
+            serde_json::Deserializer::from_slice(text.as_bytes()),
+            limits,
+        )
     }
 
     /// The strict parse of one event object, and nothing after it.

@@ -113,7 +113,12 @@ impl RelayMessage {
             limits.max_message_bytes,
             MESSAGE_DEPTH,
         )?;
-        Self::parse(serde_json::Deserializer::from_str(text), limits)
+        // The same reader as the fast path (one instance of the parser
+        // in the binary); the precheck has checked the UTF-8 already.
+        Self::parse(
+            serde_json::Deserializer::from_slice(text.as_bytes()),
+            limits,
+        )
     }
 
     fn parse<'de, R: serde_json::de::Read<'de>>(
