@@ -690,7 +690,7 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let (mut child, mut lines, before, uri) = spawn_pairing(&env, &relay.url);
+    let (child, mut lines, before, uri) = spawn_pairing(&env, &relay.url);
     assert!(before.contains("about to sign this directive"), "{before}");
     // The QR code follows, then the wait.
     let mut after = String::new();
@@ -757,26 +757,7 @@ fn nostrconnect_pairing_signs_through_the_signer_app() {
         None,
         Some((client, secret)),
     ));
-    let rest: String = lines.map(|l| l.unwrap() + "\n").collect();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{before}{after}{rest}");
-    assert!(
-        rest.contains(&format!(
-            "paired with remote signer {}",
-            qube_agent::core::nip19::encode_npub(&app.signer.public_key())
-        )),
-        "{rest}"
-    );
-    assert!(
-        rest.contains(&format!("signs as {}", app.user_npub())),
-        "{rest}"
-    );
-    assert_eq!(app.seen(), ["get_public_key", "sign_event"]);
-    let text = std::fs::read_to_string(env.path("paired.json")).unwrap();
-    let event =
-        qube_agent::Event::from_json(text.as_bytes(), &qube_agent::Limits::default()).unwrap();
-    assert_eq!(event.pubkey, app.user.public_key());
-    assert_eq!(event.tag_value("version"), Some("v1.2.3"));
+    assert_paired(&env, &app, child, lines, &format!("{before}{after}"));
 }
 
 /// An `--out` file that exists is refused before the remote signer is
@@ -916,7 +897,7 @@ fn nostrconnect_pairing_works_with_rust_nostrs_signer() {
     let rt = runtime();
     let relay = rt.block_on(start_relay(false));
     let env = Env::new();
-    let (mut child, lines, _, uri) = spawn_pairing(&env, &relay.url);
+    let (child, lines, _, uri) = spawn_pairing(&env, &relay.url);
     let secret = nostr::types::url::Url::parse(&uri)
         .unwrap()
         .query_pairs()
@@ -928,28 +909,7 @@ fn nostrconnect_pairing_works_with_rust_nostrs_signer() {
         Some(&secret),
         Some(&uri),
     ));
-    let rest: String = lines.map(|l| l.unwrap() + "\n").collect();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{rest}");
-    assert!(
-        rest.contains(&format!(
-            "paired with remote signer {}",
-            qube_agent::core::nip19::encode_npub(&app.signer.public_key())
-        )),
-        "{rest}"
-    );
-    assert!(
-        rest.contains(&format!("signs as {}", app.user_npub())),
-        "{rest}"
-    );
-    assert_eq!(app.seen(), ["get_public_key", "sign_event"]);
-    let text = std::fs::read_to_string(env.path("paired.json")).unwrap();
-    let event =
-        qube_agent::Event::from_json(text.as_bytes(), &qube_agent::Limits::default()).unwrap();
-    assert_eq!(event.pubkey, app.user.public_key());
-    assert_eq!(event.tag_value("version"), Some("v1.2.3"));
-    let out = env.run(&["verify", "paired.json", "--network", "hqz"]);
-    common::assert_ok(&out, &["verify", "paired.json"]);
+    assert_paired(&env, &app, child, lines, "");
 }
 
 /// `govctl propose ... --signer nostrconnect://?relay=RELAY --out
@@ -992,6 +952,40 @@ fn spawn_pairing(
         before.push('\n');
     };
     (child, lines, before, uri)
+}
+
+/// Waits for the pairing govctl of [`spawn_pairing`] and checks that it
+/// paired with `app`, had it sign as its user (asking only
+/// `get_public_key` and `sign_event` after pairing), and wrote a directive
+/// that `govctl verify` accepts. `shown` is what govctl printed before, for
+/// failure messages.
+fn assert_paired(
+    env: &Env,
+    app: &Signer,
+    mut child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+    shown: &str,
+) {
+    let rest: String = lines.map(|l| l.unwrap() + "\n").collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{shown}{rest}");
+    let paired = format!(
+        "paired with remote signer {}",
+        qube_agent::core::nip19::encode_npub(&app.signer.public_key())
+    );
+    assert!(rest.contains(&paired), "{rest}");
+    assert!(
+        rest.contains(&format!("signs as {}", app.user_npub())),
+        "{rest}"
+    );
+    assert_eq!(app.seen(), ["get_public_key", "sign_event"]);
+    let text = std::fs::read_to_string(env.path("paired.json")).unwrap();
+    let event =
+        qube_agent::Event::from_json(text.as_bytes(), &qube_agent::Limits::default()).unwrap();
+    assert_eq!(event.pubkey, app.user.public_key());
+    assert_eq!(event.tag_value("version"), Some("v1.2.3"));
+    let out = env.run(&["verify", "paired.json", "--network", "hqz"]);
+    common::assert_ok(&out, &["verify", "paired.json"]);
 }
 
 /// The NIP-46 `sign_event` round trip on loopback, as govctl reports it
