@@ -121,17 +121,7 @@ fn offline_signed_directive_is_accepted_with_publisher_auth() {
 
     // A running qube-agent that follows `gov` (quorum 1) counts it: its
     // hook runs once.
-    let marker = env.path("hook-ran");
-    let hook = env.path("hook.sh");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    common::chmod(&hook, 0o755);
+    let (marker, hook) = common::version_hook(&env);
     let config = format!(
         "network = \"hqz\"\nquorum = 1\nrelays = [\"{}\"]\nstate_dir = {:?}\ncurrent_version = \"v0.0.1\"\n\
          [[follows]]\nname = \"gov\"\nnpub = \"{gov_npub}\"\nrole = \"voter\"\n\

@@ -422,17 +422,7 @@ fn bunker_signed_directive_counts_toward_the_quorum() {
     ];
 
     // A running agent: quorum 2 of ann, ben and carol (the remote key).
-    let marker = env.path("hook-ran");
-    let hook = env.path("hook.sh");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    common::chmod(&hook, 0o755);
+    let (marker, hook) = common::version_hook(&env);
     let mut toml = format!(
         "network = \"hqz\"\nquorum = 2\nrelays = [\"{}\"]\nstate_dir = {:?}\ncurrent_version = \"v0.0.1\"\n",
         relay.url,

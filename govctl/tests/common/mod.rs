@@ -148,6 +148,23 @@ pub fn config_toml(relay: &str, voters: &[(&str, &str)], quorum: usize) -> Strin
     toml
 }
 
+/// A hook script in `env` that appends `$QUBE_VERSION` and a newline to
+/// a marker file each time it runs: (marker, hook).
+pub fn version_hook(env: &Env) -> (PathBuf, PathBuf) {
+    let marker = env.path("hook-ran");
+    let hook = env.path("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$QUBE_VERSION\" >> {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    chmod(&hook, 0o755);
+    (marker, hook)
+}
+
 /// A multi-threaded runtime whose workers serve the relays and agents
 /// while the test thread runs govctl.
 pub fn runtime() -> tokio::runtime::Runtime {
