@@ -819,7 +819,13 @@ async fn a_scheduled_upgrade_fails_early_on_a_bad_artifact_and_follows_the_vote(
         journal_outcomes(&node),
         [("v1.2.3".to_owned(), "failure".to_owned())]
     );
-    assert!(agent.log().contains("v1.3.0"), "{}", agent.log());
+    // The log says which schedule was dropped, and why.
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("v1.3.0") && l.contains("unscheduled:")),
+        "{log}"
+    );
 }
 
 /// Runs `qube-agent ARGS... --config <node's config>` to completion.
