@@ -259,15 +259,7 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
     assert!(text.contains("refused: eve"), "{text}");
 
     // propose writes crit for the wave tags; the agent's rules accept it.
-    env.ok(&[
-        "propose",
-        "upgrade",
-        "--version",
-        "v1.2.3",
-        "--network",
-        "hqz",
-        "--hash",
-        common::HASH,
+    env.ok(&common::propose_v123_args(&[
         "--rollout",
         "10",
         "--node",
@@ -278,7 +270,7 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
         "pass",
         "--out",
         "wave.json",
-    ]);
+    ]));
     let event: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.path("wave.json")).unwrap()).unwrap();
     let tags: Vec<Vec<String>> = serde_json::from_value(event["tags"].clone()).unwrap();
@@ -321,15 +313,7 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
         "{tags:?}"
     );
     env.ok(&["verify", "timed.json", "--config", "fleet.toml"]);
-    let refused = env.run(&[
-        "propose",
-        "upgrade",
-        "--version",
-        "v1.2.3",
-        "--network",
-        "hqz",
-        "--hash",
-        common::HASH,
+    let refused = env.run(&common::propose_v123_args(&[
         "--rollout",
         "0",
         "--name",
@@ -338,7 +322,7 @@ fn critical_tags_are_honoured_and_propose_writes_them() {
         "pass",
         "--out",
         "bad.json",
-    ]);
+    ]));
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
 }
 

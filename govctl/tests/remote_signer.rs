@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{runtime, start_relay, stderr, stdout, Env, HASH};
+use common::{runtime, start_relay, stderr, stdout, Env};
 use nostr::event::SignEvent;
 use nostr::nips::nip44;
 use nostr::nips::nip46::{NostrConnectMessage, NostrConnectRequest};
@@ -360,20 +360,10 @@ async fn wait_for_pong(relay: &str, signer: &Keys) {
     panic!("rust-nostr's signer never answered ping");
 }
 
-/// `propose upgrade v1.2.3 --hash HASH` arguments with `extra` after them.
+/// `propose upgrade v1.2.3 --hash HASH --signer-timeout 20` arguments
+/// with `extra` after them.
 fn propose_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "propose",
-        "upgrade",
-        "--version",
-        "v1.2.3",
-        "--network",
-        "hqz",
-        "--hash",
-        HASH,
-        "--signer-timeout",
-        "20",
-    ];
+    let mut args = common::propose_v123_args(&["--signer-timeout", "20"]);
     args.extend(extra);
     args
 }
@@ -579,21 +569,13 @@ fn misbehaving_signers_are_refused_before_anything_is_written_or_published() {
 
     // govctl sign: a draft for the remote key, signed remotely; the
     // tag-altering signer is refused and writes nothing.
-    env.ok(&[
-        "propose",
-        "upgrade",
-        "--version",
-        "v1.2.3",
-        "--network",
-        "hqz",
-        "--hash",
-        HASH,
+    env.ok(&common::propose_v123_args(&[
         "--unsigned",
         "--signer",
         &honest.user_npub(),
         "--out",
         "draft.json",
-    ]);
+    ]));
     let out = env.run(&[
         "sign",
         "draft.json",
@@ -641,22 +623,14 @@ fn a_silent_signer_times_out_with_advice() {
     let env = Env::new();
     let nobody = hex::encode(Keys::generate().unwrap().public_key());
     let started = Instant::now();
-    let out = env.run(&[
-        "propose",
-        "upgrade",
-        "--version",
-        "v1.2.3",
-        "--network",
-        "hqz",
-        "--hash",
-        HASH,
+    let out = env.run(&common::propose_v123_args(&[
         "--signer",
         &format!("bunker://{nobody}?relay={}&secret=zzz", relay.url),
         "--signer-timeout",
         "2",
         "--out",
         "never.json",
-    ]);
+    ]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(15));
     let err = stderr(&out);

@@ -191,10 +191,9 @@ pub fn pairs(voters: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// `govctl propose upgrade --version v1.2.3 --network hqz --hash HASH` by
-/// key `name` (passphrase file `pass`), published to `relays`, with
-/// `extra` arguments; panics unless it succeeds.
-pub fn propose_v123(env: &Env, name: &str, relays: &[&str], extra: &[&str]) {
+/// `propose upgrade --version v1.2.3 --network hqz --hash HASH`, then
+/// `extra`: the arguments most tests propose with.
+pub fn propose_v123_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "propose",
         "upgrade",
@@ -204,11 +203,16 @@ pub fn propose_v123(env: &Env, name: &str, relays: &[&str], extra: &[&str]) {
         "hqz",
         "--hash",
         HASH,
-        "--name",
-        name,
-        "--passphrase-file",
-        "pass",
     ];
+    args.extend(extra);
+    args
+}
+
+/// `govctl propose upgrade --version v1.2.3 --network hqz --hash HASH` by
+/// key `name` (passphrase file `pass`), published to `relays`, with
+/// `extra` arguments; panics unless it succeeds.
+pub fn propose_v123(env: &Env, name: &str, relays: &[&str], extra: &[&str]) {
+    let mut args = propose_v123_args(&["--name", name, "--passphrase-file", "pass"]);
     for relay in relays {
         args.extend(["--relay", relay]);
     }
