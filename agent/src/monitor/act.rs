@@ -11,7 +11,7 @@ use super::spawn::ToWorker;
 use super::{Monitor, MonitorError, Running};
 use crate::core::ack::{Ack, Status};
 use crate::core::directive::{Action, Directive, Proposal};
-use crate::core::quorum::{Decision, Standing};
+use crate::core::quorum::{Decision, ProposalStatus, Standing};
 use crate::ipc::MonitorMessage;
 use crate::state::journal::{Entry, Journal, StepRecord};
 
@@ -24,10 +24,12 @@ impl Monitor {
             return Ok(());
         }
         let decision = self.decide();
+        // One tally for both reports.
+        let standings = self.tally();
         if self.installed.is_none() {
-            self.announce_installed_unknown();
+            self.announce_installed_unknown(&standings);
         }
-        self.heartbeat_on_new_waves();
+        self.heartbeat_on_new_waves(&standings);
         if !matches!(&decision, Decision::Run { proposal, .. } if proposal.required_by.is_some()) {
             self.unschedule("its quorum no longer holds or another proposal wins");
         }
@@ -71,22 +73,25 @@ impl Monitor {
     /// Proposals whose quorum holds but whose wave leaves this node out,
     /// with this node's position (for the heartbeat).
     pub(super) fn outside_wave(&self) -> Vec<(Proposal, u8)> {
+        outside_wave_of(&self.tally())
+    }
+
+    /// Every proposal's standing now, with the journal saying what already
+    /// ran (the quorum engine's tally, `docs/PROTOCOL.md` section 5).
+    fn tally(&self) -> Vec<ProposalStatus> {
         self.engine
             .tally(crate::now(), self.installed.as_ref(), &|p: &Proposal| {
                 self.already_done(p)
             })
-            .into_iter()
-            .filter_map(|s| match s.standing {
-                Standing::NotInWave { position, .. } => Some((s.proposal, position)),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Sends a heartbeat soon when the proposals this node sits out (its
     /// `outside_wave`) changed, and logs each new one once.
-    fn heartbeat_on_new_waves(&mut self) {
-        let outside: Vec<Proposal> = self.outside_wave().into_iter().map(|(p, _)| p).collect();
+    fn heartbeat_on_new_waves(&mut self, standings: &[ProposalStatus]) {
+        let outside: Vec<Proposal> = outside_wave_of(standings)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         if outside == self.outside {
             return;
         }
@@ -101,13 +106,13 @@ impl Monitor {
 
     /// Logs once per proposal an upgrade whose quorum holds but which is
     /// refused because the installed version is unknown.
-    fn announce_installed_unknown(&mut self) {
-        let refused: Vec<Proposal> = self
-            .engine
-            .tally(crate::now(), None, &|p: &Proposal| self.already_done(p))
-            .into_iter()
+    /// `standings` is the tally of an agent whose installed version is
+    /// unknown.
+    fn announce_installed_unknown(&mut self, standings: &[ProposalStatus]) {
+        let refused: Vec<&Proposal> = standings
+            .iter()
             .filter(|s| s.standing == Standing::InstalledUnknown)
-            .map(|s| s.proposal)
+            .map(|s| &s.proposal)
             .collect();
         for proposal in refused {
             if self
@@ -379,4 +384,16 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The proposals of `standings` whose quorum holds but whose wave leaves
+/// this node out, with this node's position in the wave (0 to 99).
+fn outside_wave_of(standings: &[ProposalStatus]) -> Vec<(Proposal, u8)> {
+    standings
+        .iter()
+        .filter_map(|s| match s.standing {
+            Standing::NotInWave { position, .. } => Some((s.proposal.clone(), position)),
+            _ => None,
+        })
+        .collect()
 }
